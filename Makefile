@@ -1,0 +1,30 @@
+# The targets CI runs are lint and test (see .ci/run).
+GO          ?= go
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+BENCHSTAT   ?= golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
+BENCHTIME   ?= 1s
+BENCHCOUNT  ?= 6
+
+.PHONY: all test lint bench cover fuzz
+
+all: lint test
+
+## test: every test, with the race detector
+test:
+	$(GO) test -race -count=1 ./...
+
+## lint: gofmt (must change nothing), go vet, staticcheck
+lint:
+	@unformatted="$$(gofmt -l .)"; if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+## bench: benchmarks (SDK beside a raw net/http baseline), summarised by benchstat
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) ./... | tee bench.txt
+	$(GO) run $(BENCHSTAT) bench.txt
+
+## cover: coverage profile and per-function summary
+cover:
+	$(GO) test -coverprofile=cover.out ./...
+	$(GO) tool cover -func=cover.out | tail -1

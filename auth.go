@@ -1,0 +1,86 @@
+package servicedesk
+
+import (
+	"encoding/base64"
+	"net/http"
+	"strings"
+)
+
+// An authenticator sets the credentials of one attempt. It is called for
+// every attempt (retries and pages included), and only for requests to the
+// configured origin, so a token can be fresh each time and never travels to
+// another host.
+type authenticator interface {
+	authenticate(req *http.Request) error
+}
+
+type basicAuth struct{ header string }
+
+func newBasicAuth(user, password string) basicAuth {
+	return basicAuth{header: "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+password))}
+}
+
+func (a basicAuth) authenticate(req *http.Request) error {
+	req.Header.Set("Authorization", a.header)
+	return nil
+}
+
+type bearerAuth struct{ header string }
+
+func (a bearerAuth) authenticate(req *http.Request) error {
+	req.Header.Set("Authorization", a.header)
+	return nil
+}
+
+// authTransport attaches credentials to requests for the configured origin
+// only. Because it sits below http.Client, it sees every redirect hop too:
+// a hop to another scheme, host or port goes out without credentials.
+type authTransport struct {
+	base   http.RoundTripper
+	auth   authenticator
+	origin string // scheme://host:port, lower case
+}
+
+func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if t.auth == nil || origin(req.URL.Scheme, req.URL.Host) != t.origin {
+		return t.base.RoundTrip(req)
+	}
+	// A RoundTripper must not modify the caller's request.
+	r := *req
+	r.Header = req.Header.Clone()
+	if err := t.auth.authenticate(&r); err != nil {
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, err
+	}
+	resp, err := t.base.RoundTrip(&r)
+	if resp != nil {
+		// Hand back the caller's request, not the copy with credentials.
+		resp.Request = req
+	}
+	return resp, err
+}
+
+// origin canonicalises scheme and host so "https://X.example.com" and
+// "https://x.example.com:443" compare equal.
+func origin(scheme, host string) string {
+	scheme = strings.ToLower(scheme)
+	host = strings.ToLower(host)
+	if !hasPort(host) {
+		switch scheme {
+		case "https":
+			host += ":443"
+		case "http":
+			host += ":80"
+		}
+	}
+	return scheme + "://" + host
+}
+
+// hasPort reports whether host (as in URL.Host) ends in a port, minding
+// IPv6 literals such as "[::1]".
+func hasPort(host string) bool {
+	i := strings.LastIndexByte(host, ':')
+	return i >= 0 && i > strings.LastIndexByte(host, ']')
+}

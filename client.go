@@ -1,0 +1,337 @@
+package servicedesk
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+)
+
+// apiRoot is where the servicedeskapi lives below the base URL.
+const apiRoot = "/rest/servicedeskapi/"
+
+// maxResponseBody caps a success body. A page of 50 customers is about
+// 60 KB; anything near this is not an answer from JSM.
+const maxResponseBody = 16 << 20
+
+// maxDrain is how much of an unread body is read before closing it, so the
+// connection can be reused without reading an endless body.
+const maxDrain = 64 << 10
+
+// Client talks to one JSM site (or the OAuth 2.0 gateway for one site).
+// Create it with [NewClient]. It is safe for concurrent use.
+type Client struct {
+	// Customers creates customers and manages who is a customer of a desk.
+	Customers *CustomersService
+
+	base       *url.URL // scheme and host of the site; Path without trailing "/"
+	httpClient *http.Client
+	userAgent  string
+	logger     *slog.Logger
+
+	maxRetries   int
+	retryWaitMin time.Duration
+	retryWaitMax time.Duration
+
+	common service
+}
+
+// CloudGatewayURL returns the base URL used with OAuth 2.0 (3LO) and scoped tokens:
+// "https://api.atlassian.com/ex/jira/" + cloudID.
+func CloudGatewayURL(cloudID string) string {
+	return "https://api.atlassian.com/ex/jira/" + url.PathEscape(cloudID)
+}
+
+// NewClient returns a client for the JSM instance at baseURL: a Cloud site
+// ("https://your-domain.atlassian.net"), the OAuth 2.0 gateway
+// ([CloudGatewayURL]), or a Data Center base URL with its context path
+// ("https://jira.example.com/jira"). API paths are appended to the base
+// URL's path. NewClient does no network I/O; it fails, wrapping
+// [ErrInvalidInput], on a base URL without scheme or host, with credentials,
+// a query or a fragment in it, on an invalid option, or on more than one
+// authentication option.
+func NewClient(baseURL string, opts ...Option) (*Client, error) {
+	base, err := parseBaseURL(baseURL)
+	if err != nil {
+		return nil, err
+	}
+	cfg := defaultConfig()
+	for _, opt := range opts {
+		if opt == nil {
+			return nil, invalidInput("NewClient", "opts", "must not contain nil")
+		}
+		if err := opt.apply(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	if len(cfg.authOptions) > 1 {
+		return nil, invalidInput("NewClient", "opts",
+			"may hold one way to authenticate, got "+strings.Join(cfg.authOptions, " and "))
+	}
+
+	c := &Client{
+		base:         base,
+		userAgent:    cfg.userAgent,
+		logger:       cfg.logger,
+		maxRetries:   cfg.maxRetries,
+		retryWaitMin: cfg.retryWaitMin,
+		retryWaitMax: cfg.retryWaitMax,
+	}
+	c.httpClient = newHTTPClient(cfg.httpClient, cfg.auth, origin(base.Scheme, base.Host))
+	c.common.client = c
+	c.Customers = (*CustomersService)(&c.common)
+	return c, nil
+}
+
+func parseBaseURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil {
+		// url.Error quotes the input, which may hold a password: say less.
+		return nil, invalidInput("NewClient", "baseURL", "is not a valid URL")
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, invalidInput("NewClient", "baseURL", "must start with https:// or http://")
+	case u.Host == "" || u.Hostname() == "":
+		return nil, invalidInput("NewClient", "baseURL", "has no host")
+	case u.User != nil:
+		return nil, invalidInput("NewClient", "baseURL", "must not contain credentials; use an auth option")
+	case u.RawQuery != "" || u.ForceQuery:
+		return nil, invalidInput("NewClient", "baseURL", "must not contain a query")
+	case u.Fragment != "":
+		return nil, invalidInput("NewClient", "baseURL", "must not contain a fragment")
+	}
+	u.Path = strings.TrimRight(u.Path, "/")
+	u.RawPath = strings.TrimRight(u.RawPath, "/")
+	return u, nil
+}
+
+// newHTTPClient builds the http.Client the retry loop uses: the user's
+// settings with the credentials added beneath them, per request and only for
+// the configured origin.
+func newHTTPClient(user *http.Client, auth authenticator, origin string) *http.Client {
+	hc := &http.Client{}
+	if user != nil {
+		hc.Timeout = user.Timeout
+		hc.Jar = user.Jar
+		hc.CheckRedirect = user.CheckRedirect
+		hc.Transport = user.Transport
+	}
+	if hc.Transport == nil {
+		hc.Transport = http.DefaultTransport
+	}
+	// authTransport does not implement CloseIdleConnections on purpose:
+	// retryablehttp calls it after failures, and it must not close the idle
+	// connections of a Transport the whole program may share.
+	hc.Transport = &authTransport{base: hc.Transport, auth: auth, origin: origin}
+	return hc
+}
+
+// request is one API call as the pipeline carries it.
+type request struct {
+	method string
+	url    *url.URL
+	body   []byte
+
+	// experimental marks an endpoint that wants "X-ExperimentalApi: opt-in"
+	// (the server answers 412 without it).
+	experimental bool
+	// idempotent allows retries after the server may have acted on the
+	// request (5xx, a connection that broke after sending).
+	idempotent bool
+}
+
+// newRequest builds a call to path below /rest/servicedeskapi/ (path is
+// already escaped). body, when not nil, is sent as JSON.
+func (c *Client) newRequest(method, path string, query url.Values, body any) (*request, error) {
+	r := &request{
+		method:     method,
+		url:        c.apiURL(path, query),
+		idempotent: method != http.MethodPost,
+	}
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, fmt.Errorf("servicedesk: %s %s: encoding request: %w", method, r.url.EscapedPath(), err)
+		}
+		r.body = b
+	}
+	return r, nil
+}
+
+// apiURL resolves an escaped API path onto the base URL, keeping the base
+// URL's own path (gateway prefix, Data Center context path).
+func (c *Client) apiURL(escapedPath string, query url.Values) *url.URL {
+	u := *c.base
+	raw := u.EscapedPath() + apiRoot + escapedPath
+	u.Path, _ = url.PathUnescape(raw) // escapedPath comes from url.PathEscape
+	u.RawPath = raw
+	u.RawQuery = query.Encode()
+	return &u
+}
+
+// do sends r, retrying as the policy allows, and decodes a 2xx body into v
+// (when v is not nil). Any other status becomes an *Error.
+func (c *Client) do(ctx context.Context, r *request, v any) error {
+	if ctx == nil {
+		return invalidInput(r.method+" "+r.url.EscapedPath(), "ctx", "must not be nil")
+	}
+	if err := ctx.Err(); err != nil {
+		return c.transportError(ctx, r, err)
+	}
+	req, err := c.newHTTPRequest(ctx, r)
+	if err != nil {
+		return err
+	}
+	a := &attempts{client: c, req: r}
+	resp, err := a.retryClient().Do(req)
+	if err != nil {
+		return c.transportError(ctx, r, err)
+	}
+	defer closeBody(resp.Body)
+
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return newError(resp, r.url.EscapedPath(), time.Now())
+	}
+	if v == nil {
+		return nil
+	}
+	if err := decodeJSON(resp, v); err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return fmt.Errorf("servicedesk: %s %s: %w", r.method, r.url.EscapedPath(), ctxErr)
+		}
+		return fmt.Errorf("%w: %s %s: %d answer: %w", ErrInvalidResponse, r.method, r.url.EscapedPath(), resp.StatusCode, err)
+	}
+	return nil
+}
+
+func (c *Client) newHTTPRequest(ctx context.Context, r *request) (*retryablehttp.Request, error) {
+	var body io.Reader
+	if r.body != nil {
+		body = bytes.NewReader(r.body)
+	}
+	hr, err := http.NewRequestWithContext(ctx, r.method, r.url.String(), body)
+	if err != nil {
+		return nil, fmt.Errorf("servicedesk: %s %s: %w", r.method, r.url.EscapedPath(), err)
+	}
+	hr.Header.Set("Accept", "application/json")
+	hr.Header.Set("User-Agent", c.userAgent)
+	if r.body != nil {
+		hr.Header.Set("Content-Type", "application/json")
+	}
+	if r.experimental {
+		hr.Header.Set("X-ExperimentalApi", "opt-in")
+	}
+	req, err := retryablehttp.FromRequest(hr)
+	if err != nil {
+		return nil, fmt.Errorf("servicedesk: %s %s: %w", r.method, r.url.EscapedPath(), err)
+	}
+	return req, nil
+}
+
+// transportError reports a request that got no response. Once the context
+// is done, its error is the one that counts.
+func (c *Client) transportError(ctx context.Context, r *request, err error) error {
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		err = ctxErr
+	} else if ue := (*url.Error)(nil); errors.As(err, &ue) {
+		// url.Error repeats method and URL; we say them once, below.
+		err = ue.Err
+	}
+	return fmt.Errorf("servicedesk: %s %s: %w", r.method, r.url.EscapedPath(), err)
+}
+
+// decodeJSON decodes a success body, refusing what is not a JSON answer:
+// another content type (an HTML login page), a body over maxResponseBody,
+// or a truncated one.
+func decodeJSON(resp *http.Response, v any) error {
+	if ct := resp.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+			return fmt.Errorf("content type %q is not JSON", ct)
+		}
+	}
+	lr := &limitedReader{r: resp.Body, n: maxResponseBody}
+	if err := json.NewDecoder(lr).Decode(v); err != nil {
+		if lr.exceeded {
+			return fmt.Errorf("body larger than %d bytes", maxResponseBody)
+		}
+		if errors.Is(err, io.EOF) {
+			return errors.New("empty body")
+		}
+		return err
+	}
+	if lr.exceeded {
+		return fmt.Errorf("body larger than %d bytes", maxResponseBody)
+	}
+	if lr.first != '{' {
+		// Every answer of this API is an object; "null" would decode
+		// into a zero value without complaint.
+		return errors.New("body is not a JSON object")
+	}
+	if vv, ok := v.(interface{ validate() error }); ok {
+		return vv.validate()
+	}
+	return nil
+}
+
+// limitedReader is io.LimitReader that remembers it cut the body short, and
+// the first byte of JSON it passed on.
+type limitedReader struct {
+	r        io.Reader
+	n        int64
+	exceeded bool
+	first    byte
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if l.n <= 0 {
+		l.exceeded = true
+		return 0, fmt.Errorf("body larger than %d bytes", maxResponseBody)
+	}
+	if int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	n, err := l.r.Read(p)
+	l.n -= int64(n)
+	if l.first == 0 {
+		for _, b := range p[:n] {
+			if b != ' ' && b != '\t' && b != '\r' && b != '\n' {
+				l.first = b
+				break
+			}
+		}
+	}
+	return n, err
+}
+
+// closeBody drains a bounded amount, so the connection can be reused, and
+// closes the body.
+func closeBody(body io.ReadCloser) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(body, maxDrain))
+	_ = body.Close()
+}
+
+// redactedURL renders u without user info; the SDK never puts credentials
+// in URLs, but a URL from elsewhere (a redirect) might carry some.
+func redactedURL(u *url.URL) string {
+	if u == nil {
+		return ""
+	}
+	if u.User == nil {
+		return u.String()
+	}
+	cp := *u
+	cp.User = nil
+	return cp.String()
+}

@@ -1,0 +1,244 @@
+package servicedesk
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/mail"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// CustomersService creates customers and manages the customers of service
+// desks. Get it from [Client.Customers].
+type CustomersService service
+
+// Customer is a JSM customer: an Atlassian account (Cloud) or a Jira user
+// (Data Center).
+type Customer struct {
+	AccountID    string    `json:"accountId"`
+	Name         string    `json:"name,omitempty"`         // deprecated by Atlassian, kept for Data Center
+	Key          string    `json:"key,omitempty"`          // deprecated by Atlassian, kept for Data Center
+	EmailAddress string    `json:"emailAddress,omitempty"` // may be empty: privacy settings
+	DisplayName  string    `json:"displayName"`
+	Active       bool      `json:"active"`
+	TimeZone     string    `json:"timeZone,omitempty"`
+	Links        UserLinks `json:"_links"`
+}
+
+// UserLinks are the links of a [Customer].
+type UserLinks struct {
+	Self       string            `json:"self,omitempty"`
+	JiraRest   string            `json:"jiraRest,omitempty"`
+	AvatarURLs map[string]string `json:"avatarUrls,omitempty"` // keys "16x16", "24x24", "32x32", "48x48"
+}
+
+// validate refuses a decoded customer with no identity at all (a "{}" or a
+// body of some other kind): Cloud sends accountId, Data Center name and key.
+func (c *Customer) validate() error {
+	if c.AccountID == "" && c.Key == "" && c.Name == "" {
+		return fmt.Errorf("customer has no accountId, key or name")
+	}
+	return nil
+}
+
+// CreateCustomerRequest is the body of [CustomersService.Create].
+type CreateCustomerRequest struct {
+	Email       string `json:"email"`
+	DisplayName string `json:"displayName"`
+	// StrictConflictStatusCode asks the server for 409 Conflict, instead of 400,
+	// when the email already exists. Sent as a query parameter only when true.
+	StrictConflictStatusCode bool `json:"-"`
+}
+
+func (r CreateCustomerRequest) validate() error {
+	const where = "CustomersService.Create"
+	if strings.TrimSpace(r.Email) == "" {
+		return invalidInput(where, "Email", "must not be empty")
+	}
+	addr, err := mail.ParseAddress(r.Email)
+	if err != nil || addr.Address != r.Email || addr.Name != "" {
+		return invalidInput(where, "Email", fmt.Sprintf("%q is not a plain email address", r.Email))
+	}
+	if strings.TrimSpace(r.DisplayName) == "" {
+		return invalidInput(where, "DisplayName", "must not be empty")
+	}
+	return nil
+}
+
+// Create creates a customer: an account that can raise requests, not yet on
+// any service desk (see [CustomersService.Add]). It needs the Jira
+// Administrator global permission.
+//
+// An email that already exists is ErrBadRequest, or ErrConflict when
+// req.StrictConflictStatusCode is set. Create is not retried once the
+// request may have reached the server, except after a 429, so that a retry
+// cannot create a second customer.
+//
+// JSM API: POST /rest/servicedeskapi/customer
+func (s *CustomersService) Create(ctx context.Context, req CreateCustomerRequest) (*Customer, error) {
+	if err := req.validate(); err != nil {
+		return nil, err
+	}
+	var query url.Values
+	if req.StrictConflictStatusCode {
+		query = url.Values{"strictConflictStatusCode": {"true"}}
+	}
+	r, err := s.client.newRequest(http.MethodPost, "customer", query, req)
+	if err != nil {
+		return nil, err
+	}
+	cust := new(Customer)
+	if err := s.client.do(ctx, r, cust); err != nil {
+		return nil, err
+	}
+	return cust, nil
+}
+
+// ListCustomersOptions filters and pages [CustomersService.List].
+type ListCustomersOptions struct {
+	Query string // matched against displayName, name and email
+	Start int    // index of the first customer, 0-based
+	Limit int    // page size; 0 lets the server choose (50)
+}
+
+func (o *ListCustomersOptions) validate(where string) error {
+	if o == nil {
+		return nil
+	}
+	if o.Start < 0 {
+		return invalidInput(where, "ListCustomersOptions.Start", "must not be negative, got "+strconv.Itoa(o.Start))
+	}
+	if o.Limit < 0 {
+		return invalidInput(where, "ListCustomersOptions.Limit", "must not be negative, got "+strconv.Itoa(o.Limit))
+	}
+	return nil
+}
+
+// values encodes only what is set.
+func (o *ListCustomersOptions) values() url.Values {
+	q := url.Values{}
+	if o == nil {
+		return q
+	}
+	if o.Query != "" {
+		q.Set("query", o.Query)
+	}
+	if o.Start > 0 {
+		q.Set("start", strconv.Itoa(o.Start))
+	}
+	if o.Limit > 0 {
+		q.Set("limit", strconv.Itoa(o.Limit))
+	}
+	return q
+}
+
+// List fetches one page of the customers of a service desk, filtered by
+// opts.Query (nil opts: the first page, unfiltered). The server may return
+// fewer customers than opts.Limit asks for; trust the page's Limit and Size.
+// It needs permission to view the desk's customers. serviceDeskID is the
+// desk's id ("1") or its project key ("HELP").
+//
+// JSM API: GET /rest/servicedeskapi/servicedesk/{serviceDeskId}/customer (experimental)
+func (s *CustomersService) List(ctx context.Context, serviceDeskID string, opts *ListCustomersOptions) (*Page[Customer], error) {
+	const where = "CustomersService.List"
+	if err := validDeskID(where, serviceDeskID); err != nil {
+		return nil, err
+	}
+	if err := opts.validate(where); err != nil {
+		return nil, err
+	}
+	r, err := s.client.newRequest(http.MethodGet, deskCustomersPath(serviceDeskID), opts.values(), nil)
+	if err != nil {
+		return nil, err
+	}
+	r.experimental = true
+	page := new(Page[Customer])
+	if err := s.client.do(ctx, r, page); err != nil {
+		return nil, err
+	}
+	return page, nil
+}
+
+// CustomerIDs names customers, by Cloud account id or by Data Center username.
+type CustomerIDs struct {
+	AccountIDs []string `json:"accountIds,omitempty"`
+	Usernames  []string `json:"usernames,omitempty"` // Data Center; deprecated on Cloud
+}
+
+func (ids CustomerIDs) validate(where string) error {
+	if len(ids.AccountIDs) == 0 && len(ids.Usernames) == 0 {
+		return invalidInput(where, "CustomerIDs", "must name at least one account id or username")
+	}
+	for i, id := range ids.AccountIDs {
+		if strings.TrimSpace(id) == "" {
+			return invalidInput(where, fmt.Sprintf("CustomerIDs.AccountIDs[%d]", i), "must not be empty")
+		}
+	}
+	for i, name := range ids.Usernames {
+		if strings.TrimSpace(name) == "" {
+			return invalidInput(where, fmt.Sprintf("CustomerIDs.Usernames[%d]", i), "must not be empty")
+		}
+	}
+	return nil
+}
+
+// Add adds customers to a service desk. Customers already on the desk are
+// left as they are. It needs the service desk administrator permission.
+//
+// When some of the customers do not exist the server answers 400
+// (ErrBadRequest, with its message) and the valid ones have still been
+// added: the error does not mean that nothing changed.
+//
+// JSM API: POST /rest/servicedeskapi/servicedesk/{serviceDeskId}/customer
+func (s *CustomersService) Add(ctx context.Context, serviceDeskID string, ids CustomerIDs) error {
+	return s.changeDesk(ctx, http.MethodPost, "CustomersService.Add", serviceDeskID, ids)
+}
+
+// Remove removes customers from a service desk. Customers not on the desk
+// are ignored. The desk must have closed access: on a desk with public
+// signup or open access the server answers 400 (ErrBadRequest). It needs the
+// service desk administrator permission.
+//
+// JSM API: DELETE /rest/servicedeskapi/servicedesk/{serviceDeskId}/customer (experimental)
+func (s *CustomersService) Remove(ctx context.Context, serviceDeskID string, ids CustomerIDs) error {
+	return s.changeDesk(ctx, http.MethodDelete, "CustomersService.Remove", serviceDeskID, ids)
+}
+
+// changeDesk is Add (POST) and Remove (DELETE, experimental): same path,
+// same body, 204 with no body. Both are idempotent: customers already
+// (or not) on the desk are a no-op, so either may be retried.
+func (s *CustomersService) changeDesk(ctx context.Context, method, where, serviceDeskID string, ids CustomerIDs) error {
+	if err := validDeskID(where, serviceDeskID); err != nil {
+		return err
+	}
+	if err := ids.validate(where); err != nil {
+		return err
+	}
+	r, err := s.client.newRequest(method, deskCustomersPath(serviceDeskID), nil, ids)
+	if err != nil {
+		return err
+	}
+	r.idempotent = true
+	r.experimental = method == http.MethodDelete
+	return s.client.do(ctx, r, nil)
+}
+
+// validDeskID refuses a service desk id that is empty or that escaping
+// cannot keep inside its path segment ("." and ".." are resolved by servers).
+func validDeskID(where, id string) error {
+	switch strings.TrimSpace(id) {
+	case "":
+		return invalidInput(where, "serviceDeskID", "must not be empty")
+	case ".", "..":
+		return invalidInput(where, "serviceDeskID", fmt.Sprintf("%q is not a service desk id or project key", id))
+	}
+	return nil
+}
+
+// deskCustomersPath is the escaped path of a desk's customers: the id is one
+// path segment whatever it holds.
+func deskCustomersPath(serviceDeskID string) string {
+	return "servicedesk/" + url.PathEscape(serviceDeskID) + "/customer"
+}

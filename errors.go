@@ -1,0 +1,244 @@
+package servicedesk
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"html"
+	"io"
+	"net/http"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Sentinels of the status classes. errors.Is(err, ErrNotFound) holds for an
+// [*Error] with status 404, and so on; ErrServer matches any 5xx.
+// ErrInvalidInput is wrapped by errors for input rejected before any request.
+var (
+	ErrBadRequest   = errors.New("servicedesk: bad request")
+	ErrUnauthorized = errors.New("servicedesk: unauthorized")
+	ErrForbidden    = errors.New("servicedesk: forbidden")
+	ErrNotFound     = errors.New("servicedesk: not found")
+	ErrConflict     = errors.New("servicedesk: conflict")
+	ErrRateLimited  = errors.New("servicedesk: rate limited")
+	ErrServer       = errors.New("servicedesk: server error")
+	ErrInvalidInput = errors.New("servicedesk: invalid input")
+
+	// ErrInvalidResponse is wrapped by the error for a 2xx answer whose body
+	// is not what the operation returns: not JSON, truncated, too large, or
+	// missing what every answer has.
+	ErrInvalidResponse = errors.New("servicedesk: invalid response")
+)
+
+// maxErrorBody bounds how much of an error answer is read and kept.
+const maxErrorBody = 1 << 20
+
+// maxMessage bounds the excerpt of a non-JSON body used as the message.
+const maxMessage = 200
+
+// Error is every non-2xx answer from the server.
+type Error struct {
+	StatusCode    int
+	Method        string            // HTTP method of the request
+	URL           string            // request URL, with no credentials in it
+	Message       string            // errorMessage, or errorMessages joined
+	I18nKey       string            // i18nErrorMessage.i18nKey, when present
+	ErrorMessages []string          // Jira platform shape {"errorMessages": [...]}
+	Errors        map[string]string // Jira platform shape {"errors": {...}}
+	RequestID     string            // X-AREQUESTID response header
+	RetryAfter    time.Duration     // from Retry-After / X-RateLimit-Reset, when the server sent one
+	Body          []byte            // the raw body, truncated
+
+	// path is the request path, for Error().
+	path string
+}
+
+// Error reads like
+// "servicedesk: POST /rest/servicedeskapi/customer: 409 Conflict: <message> (request id …)".
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("servicedesk: ")
+	b.WriteString(e.Method)
+	b.WriteByte(' ')
+	b.WriteString(e.path)
+	b.WriteString(": ")
+	b.WriteString(strconv.Itoa(e.StatusCode))
+	if text := http.StatusText(e.StatusCode); text != "" {
+		b.WriteByte(' ')
+		b.WriteString(text)
+	}
+	if e.Message != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Message)
+	}
+	if e.RequestID != "" {
+		b.WriteString(" (request id ")
+		b.WriteString(e.RequestID)
+		b.WriteByte(')')
+	}
+	return b.String()
+}
+
+// Is reports whether target is the sentinel of e's status class.
+func (e *Error) Is(target error) bool {
+	return target != nil && target == statusSentinel(e.StatusCode)
+}
+
+func statusSentinel(status int) error {
+	switch {
+	case status == http.StatusBadRequest:
+		return ErrBadRequest
+	case status == http.StatusUnauthorized:
+		return ErrUnauthorized
+	case status == http.StatusForbidden:
+		return ErrForbidden
+	case status == http.StatusNotFound:
+		return ErrNotFound
+	case status == http.StatusConflict:
+		return ErrConflict
+	case status == http.StatusTooManyRequests:
+		return ErrRateLimited
+	case status >= 500 && status <= 599:
+		return ErrServer
+	}
+	return nil
+}
+
+// errorBody holds both error shapes: servicedeskapi's and the Jira platform's.
+type errorBody struct {
+	ErrorMessage     string `json:"errorMessage"`
+	I18nErrorMessage *struct {
+		I18nKey string `json:"i18nKey"`
+	} `json:"i18nErrorMessage"`
+	ErrorMessages []string          `json:"errorMessages"`
+	Errors        map[string]string `json:"errors"`
+}
+
+// newError builds the *Error of a non-2xx response and consumes its body
+// (at most maxErrorBody is read). now anchors X-RateLimit-Reset.
+func newError(resp *http.Response, path string, now time.Time) *Error {
+	e := &Error{
+		StatusCode: resp.StatusCode,
+		RequestID:  resp.Header.Get("X-AREQUESTID"),
+		path:       path,
+	}
+	if req := resp.Request; req != nil {
+		e.Method = req.Method
+		e.URL = redactedURL(req.URL)
+	}
+	e.RetryAfter, _ = retryAfter(resp.Header, now)
+	if resp.Body != nil {
+		e.Body, _ = io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	}
+	e.parseBody(resp.Header.Get("Content-Type"))
+	return e
+}
+
+// parseBody fills the message fields from whichever shape the body has.
+func (e *Error) parseBody(contentType string) {
+	body := bytes.TrimSpace(e.Body)
+	if len(body) == 0 {
+		return
+	}
+	var eb errorBody
+	if body[0] == '{' && json.Unmarshal(body, &eb) == nil {
+		e.ErrorMessages = eb.ErrorMessages
+		e.Errors = eb.Errors
+		if eb.I18nErrorMessage != nil {
+			e.I18nKey = eb.I18nErrorMessage.I18nKey
+		}
+		e.Message = eb.ErrorMessage
+		if e.Message == "" {
+			e.Message = strings.Join(eb.ErrorMessages, "; ")
+		}
+		if e.Message == "" {
+			e.Message = joinFieldErrors(eb.Errors)
+		}
+		if e.Message != "" || e.I18nKey != "" || len(eb.Errors) > 0 {
+			return
+		}
+	}
+	e.Message = excerpt(body, contentType)
+}
+
+// joinFieldErrors renders {"errors": {...}} in a stable order.
+func joinFieldErrors(fields map[string]string) string {
+	if len(fields) == 0 {
+		return ""
+	}
+	keys := make([]string, 0, len(fields))
+	for k := range fields {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + ": " + fields[k]
+	}
+	return strings.Join(parts, "; ")
+}
+
+var (
+	htmlTitle = regexp.MustCompile(`(?is)<title[^>]*>(.*?)</title>`)
+	htmlDrop  = regexp.MustCompile(`(?is)<(script|style|head)[^>]*>.*?</(script|style|head)>`)
+	htmlTag   = regexp.MustCompile(`(?s)<[^>]*>`)
+)
+
+// excerpt turns a non-JSON body (an edge's HTML page, plain text) into a
+// short, single-line message: an HTML page's title, or its text.
+func excerpt(body []byte, contentType string) string {
+	text := string(body)
+	if strings.Contains(contentType, "html") || bytes.HasPrefix(body, []byte("<")) {
+		if m := htmlTitle.FindStringSubmatch(text); m != nil && strings.TrimSpace(m[1]) != "" {
+			text = m[1]
+		} else {
+			text = htmlTag.ReplaceAllString(htmlDrop.ReplaceAllString(text, " "), " ")
+		}
+		text = html.UnescapeString(text)
+	}
+	text = strings.Join(strings.Fields(text), " ")
+	if len(text) > maxMessage {
+		cut := maxMessage
+		for cut > 0 && !utf8.RuneStart(text[cut]) {
+			cut--
+		}
+		text = text[:cut] + "…"
+	}
+	return strings.ToValidUTF8(text, "\uFFFD")
+}
+
+// retryAfter reads how long the server asks us to wait: Retry-After in
+// seconds or as an HTTP date, else X-RateLimit-Reset as an ISO 8601 time.
+// ok is false when neither header is there or parses.
+func retryAfter(h http.Header, now time.Time) (d time.Duration, ok bool) {
+	if v := strings.TrimSpace(h.Get("Retry-After")); v != "" {
+		if secs, err := strconv.ParseInt(v, 10, 64); err == nil && secs >= 0 {
+			const maxSecs = int64(24 * time.Hour / time.Second)
+			return time.Duration(min(secs, maxSecs)) * time.Second, true
+		}
+		if t, err := http.ParseTime(v); err == nil {
+			return max(t.Sub(now), 0), true
+		}
+	}
+	if v := strings.TrimSpace(h.Get("X-RateLimit-Reset")); v != "" {
+		for _, layout := range resetLayouts {
+			if t, err := time.Parse(layout, v); err == nil {
+				return min(max(t.Sub(now), 0), 24*time.Hour), true
+			}
+		}
+	}
+	return 0, false
+}
+
+// resetLayouts are the forms of X-RateLimit-Reset seen from Jira
+// ("2024-06-01T12:34Z": minutes, no seconds) and the other ISO 8601 forms.
+var resetLayouts = []string{
+	time.RFC3339Nano,
+	"2006-01-02T15:04Z07:00",
+	"2006-01-02T15:04:05.999999999Z0700",
+	"2006-01-02T15:04Z0700",
+}

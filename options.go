@@ -1,0 +1,164 @@
+package servicedesk
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Defaults of the retry policy; see [WithMaxRetries] and [WithRetryWait].
+const (
+	DefaultMaxRetries   = 4
+	DefaultRetryWaitMin = 500 * time.Millisecond
+	DefaultRetryWaitMax = 30 * time.Second
+)
+
+// An Option configures a [Client] in [NewClient]. Options check their input;
+// an invalid one makes NewClient fail with an error wrapping [ErrInvalidInput].
+type Option interface {
+	apply(*config) error
+}
+
+type optionFunc func(*config) error
+
+func (f optionFunc) apply(c *config) error { return f(c) }
+
+// config is what the options build; NewClient turns it into a Client.
+type config struct {
+	auth         authenticator
+	authOptions  []string // names of the auth options given, to refuse more than one
+	httpClient   *http.Client
+	maxRetries   int
+	retryWaitMin time.Duration
+	retryWaitMax time.Duration
+	logger       *slog.Logger
+	userAgent    string
+}
+
+func defaultConfig() config {
+	return config{
+		maxRetries:   DefaultMaxRetries,
+		retryWaitMin: DefaultRetryWaitMin,
+		retryWaitMax: DefaultRetryWaitMax,
+		userAgent:    defaultUserAgent,
+	}
+}
+
+// setAuth records one way to authenticate; NewClient refuses a second.
+func (c *config) setAuth(option string, a authenticator) {
+	c.authOptions = append(c.authOptions, option)
+	c.auth = a
+}
+
+// WithBasicAuth authenticates with HTTP Basic auth: on Cloud an Atlassian
+// account email and an API token, on Data Center a username and password.
+func WithBasicAuth(email, apiToken string) Option {
+	return optionFunc(func(c *config) error {
+		if strings.TrimSpace(email) == "" {
+			return invalidInput("WithBasicAuth", "email", "must not be empty")
+		}
+		if apiToken == "" {
+			return invalidInput("WithBasicAuth", "apiToken", "must not be empty")
+		}
+		c.setAuth("WithBasicAuth", newBasicAuth(email, apiToken))
+		return nil
+	})
+}
+
+// WithBearerToken authenticates with "Authorization: Bearer <token>": a Data
+// Center personal access token, or an OAuth 2.0 access token that does not
+// need refreshing (use [WithTokenSource] for one that does).
+func WithBearerToken(token string) Option {
+	return optionFunc(func(c *config) error {
+		if strings.TrimSpace(token) == "" {
+			return invalidInput("WithBearerToken", "token", "must not be empty")
+		}
+		c.setAuth("WithBearerToken", bearerAuth{header: "Bearer " + token})
+		return nil
+	})
+}
+
+// WithHTTPClient sets the http.Client whose Transport (or
+// http.DefaultTransport when nil) carries the requests. Its Timeout, Jar and
+// CheckRedirect are kept. The SDK adds credentials on top of the Transport,
+// so the client must not add its own.
+func WithHTTPClient(hc *http.Client) Option {
+	return optionFunc(func(c *config) error {
+		if hc == nil {
+			return invalidInput("WithHTTPClient", "hc", "must not be nil")
+		}
+		c.httpClient = hc
+		return nil
+	})
+}
+
+// WithMaxRetries sets how many times a failed request is retried after the
+// first attempt (default [DefaultMaxRetries]); 0 disables retries.
+func WithMaxRetries(n int) Option {
+	return optionFunc(func(c *config) error {
+		if n < 0 {
+			return invalidInput("WithMaxRetries", "n", fmt.Sprintf("must not be negative, got %d", n))
+		}
+		c.maxRetries = n
+		return nil
+	})
+}
+
+// WithRetryWait sets the bounds of the exponential backoff between attempts
+// (defaults [DefaultRetryWaitMin] and [DefaultRetryWaitMax]). A server's
+// Retry-After is honoured even when it is longer than max.
+func WithRetryWait(min, max time.Duration) Option {
+	return optionFunc(func(c *config) error {
+		if min < 0 {
+			return invalidInput("WithRetryWait", "min", fmt.Sprintf("must not be negative, got %v", min))
+		}
+		if max < min {
+			return invalidInput("WithRetryWait", "max", fmt.Sprintf("%v is less than min %v", max, min))
+		}
+		c.retryWaitMin, c.retryWaitMax = min, max
+		return nil
+	})
+}
+
+// WithLogger logs each attempt at Debug level and each retry at Warn level.
+// Headers and credentials are never logged. Without it, or with nil, the SDK
+// logs nothing.
+func WithLogger(l *slog.Logger) Option {
+	return optionFunc(func(c *config) error {
+		c.logger = l
+		return nil
+	})
+}
+
+// WithUserAgent replaces the User-Agent header, which names the SDK and its
+// version by default.
+func WithUserAgent(ua string) Option {
+	return optionFunc(func(c *config) error {
+		if strings.TrimSpace(ua) == "" {
+			return invalidInput("WithUserAgent", "ua", "must not be empty")
+		}
+		if strings.ContainsAny(ua, "\r\n\x00") {
+			return invalidInput("WithUserAgent", "ua", "must not contain control characters")
+		}
+		c.userAgent = ua
+		return nil
+	})
+}
+
+// invalidInput reports input rejected before any request: it wraps
+// ErrInvalidInput and names where it came from and the field.
+func invalidInput(where, field, reason string) error {
+	return &inputError{where: where, field: field, reason: reason}
+}
+
+type inputError struct {
+	where, field, reason string
+}
+
+func (e *inputError) Error() string {
+	return "servicedesk: invalid input: " + e.where + ": " + e.field + " " + e.reason
+}
+
+func (e *inputError) Unwrap() error { return ErrInvalidInput }
