@@ -3,6 +3,7 @@ package servicedesk
 import (
 	"context"
 	"fmt"
+	"iter"
 	"net/http"
 	"net/mail"
 	"net/url"
@@ -142,7 +143,52 @@ func (o *ListCustomersOptions) values() url.Values {
 //
 // JSM API: GET /rest/servicedeskapi/servicedesk/{serviceDeskId}/customer (experimental)
 func (s *CustomersService) List(ctx context.Context, serviceDeskID string, opts *ListCustomersOptions) (*Page[Customer], error) {
-	const where = "CustomersService.List"
+	r, err := s.listRequest("CustomersService.List", serviceDeskID, opts)
+	if err != nil {
+		return nil, err
+	}
+	page := new(Page[Customer])
+	if err := s.client.do(ctx, r, page); err != nil {
+		return nil, err
+	}
+	return page, nil
+}
+
+// All walks every page, following _links.next, and yields each customer.
+// It starts at opts.Start and asks for opts.Limit per page, matching
+// opts.Query (nil opts: every customer of the desk); opts is not modified.
+//
+// The walk stops when the server says the last page was reached, after an
+// empty page, when the loop body breaks (no further request is made), or
+// when ctx is done. An error is yielded once, with a zero Customer, and ends
+// the walk; a server that does not advance is such an error, never an
+// endless loop. One page is held at a time, so memory stays flat however
+// many customers the desk has. Next links are resolved onto the client's
+// base URL, never followed to another host (see [CustomersService.Pages]).
+//
+// JSM API: GET /rest/servicedeskapi/servicedesk/{serviceDeskId}/customer (experimental)
+func (s *CustomersService) All(ctx context.Context, serviceDeskID string, opts *ListCustomersOptions) iter.Seq2[Customer, error] {
+	return values(s.Pages(ctx, serviceDeskID, opts))
+}
+
+// Pages walks every page, following _links.next, and yields each page.
+// It stops, and yields errors, as [CustomersService.All] does.
+//
+// Pages fetched through the OAuth 2.0 gateway or a Data Center proxy carry
+// links to the site's own host. The next page is therefore requested from
+// the client's base URL: the part of _links.next after _links.base is
+// appended to it, with the link's query. Without a usable next link on a
+// page that is not the last, the walk continues from Start+Size with the
+// caller's query and limit.
+//
+// JSM API: GET /rest/servicedeskapi/servicedesk/{serviceDeskId}/customer (experimental)
+func (s *CustomersService) Pages(ctx context.Context, serviceDeskID string, opts *ListCustomersOptions) iter.Seq2[*Page[Customer], error] {
+	r, err := s.listRequest("CustomersService.Pages", serviceDeskID, opts)
+	return pages[Customer](ctx, s.client, r, err)
+}
+
+// listRequest is the first (or only) request of List, All and Pages.
+func (s *CustomersService) listRequest(where, serviceDeskID string, opts *ListCustomersOptions) (*request, error) {
 	if err := validDeskID(where, serviceDeskID); err != nil {
 		return nil, err
 	}
@@ -154,11 +200,7 @@ func (s *CustomersService) List(ctx context.Context, serviceDeskID string, opts 
 		return nil, err
 	}
 	r.experimental = true
-	page := new(Page[Customer])
-	if err := s.client.do(ctx, r, page); err != nil {
-		return nil, err
-	}
-	return page, nil
+	return r, nil
 }
 
 // CustomerIDs names customers, by Cloud account id or by Data Center username.

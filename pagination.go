@@ -1,5 +1,14 @@
 package servicedesk
 
+import (
+	"context"
+	"fmt"
+	"iter"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
 // Page is one page of a JSM list: every list endpoint of the servicedeskapi
 // returns this shape.
 type Page[T any] struct {
@@ -20,4 +29,155 @@ type PageLinks struct {
 	Context string `json:"context,omitempty"`
 	Next    string `json:"next,omitempty"`
 	Prev    string `json:"prev,omitempty"`
+}
+
+// pages walks a list endpoint page by page from first on, following
+// _links.next safely (see [Client.nextRequest]). A non-nil err (bad input)
+// is yielded once instead. One page is held at a time: memory stays flat
+// however long the list.
+func pages[T any](ctx context.Context, c *Client, first *request, err error) iter.Seq2[*Page[T], error] {
+	return func(yield func(*Page[T], error) bool) {
+		if err != nil {
+			yield(nil, err)
+			return
+		}
+		seen := map[string]bool{}
+		for r := first; r != nil; {
+			seen[r.url.String()] = true
+			page := new(Page[T])
+			if err := c.do(ctx, r, page); err != nil {
+				yield(nil, err)
+				return
+			}
+			if !yield(page, nil) {
+				return
+			}
+			next, err := c.nextRequest(r, page.cursor(), seen)
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			r = next
+		}
+	}
+}
+
+// values flattens pages into their values, in order.
+func values[T any](seq iter.Seq2[*Page[T], error]) iter.Seq2[T, error] {
+	return func(yield func(T, error) bool) {
+		for page, err := range seq {
+			if err != nil {
+				var zero T
+				yield(zero, err)
+				return
+			}
+			for _, v := range page.Values {
+				if !yield(v, nil) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// cursor is what paging needs of a page, whatever its values.
+type cursor struct {
+	start, size, count int
+	isLastPage         bool
+	links              PageLinks
+}
+
+func (p *Page[T]) cursor() cursor {
+	return cursor{start: p.Start, size: p.Size, count: len(p.Values), isLastPage: p.IsLastPage, links: p.Links}
+}
+
+// nextRequest returns the request for the page after cur's, or nil at the
+// end: on isLastPage or an empty page.
+//
+// The next link names the site's host and path even behind the OAuth 2.0
+// gateway or a Data Center proxy, so it is never requested as it is: the
+// part after _links.base (or after /rest/servicedeskapi/) is resolved onto
+// the client's own base URL with the link's query. Credentials therefore
+// never leave the configured host. Without a usable link the walk goes on
+// from start+size with the same query. A server that does not advance ends
+// the walk with an error wrapping ErrInvalidResponse.
+func (c *Client) nextRequest(cur *request, p cursor, seen map[string]bool) (*request, error) {
+	if p.isLastPage || p.count == 0 {
+		return nil, nil
+	}
+	next := &request{method: cur.method, experimental: cur.experimental, idempotent: cur.idempotent}
+	if u, ok := c.resolveNext(p.links); ok {
+		next.url = u
+	} else {
+		step := p.size
+		if step <= 0 {
+			step = p.count
+		}
+		q := cur.url.Query()
+		q.Set("start", strconv.Itoa(p.start+step))
+		next.url = c.withQuery(cur.url, q)
+	}
+	if start, err := strconv.Atoi(next.url.Query().Get("start")); err == nil && start <= p.start {
+		return nil, c.stalled(cur, fmt.Sprintf("next page starts at %d, this one at %d", start, p.start))
+	}
+	if seen[next.url.String()] {
+		return nil, c.stalled(cur, "next page was already fetched")
+	}
+	return next, nil
+}
+
+func (c *Client) stalled(cur *request, why string) error {
+	return fmt.Errorf("%w: %s %s: pagination does not advance: %s", ErrInvalidResponse, cur.method, cur.url.EscapedPath(), why)
+}
+
+// resolveNext maps links.Next onto the client's base URL; ok is false when
+// there is no usable link.
+func (c *Client) resolveNext(links PageLinks) (*url.URL, bool) {
+	if links.Next == "" {
+		return nil, false
+	}
+	u, err := url.Parse(links.Next)
+	if err != nil {
+		return nil, false
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return nil, false
+	}
+	p := u.EscapedPath()
+	rel, ok := "", false
+	if b, err := url.Parse(links.Base); err == nil && links.Base != "" {
+		rel, ok = strings.CutPrefix(p, strings.TrimRight(b.EscapedPath(), "/")+"/")
+	}
+	if !ok {
+		if i := strings.Index(p, apiRoot); i >= 0 {
+			rel, ok = p[i+len(apiRoot):], true
+		}
+	}
+	if !ok || !safeRelPath(rel) {
+		return nil, false
+	}
+	return c.apiURL(rel, q), true
+}
+
+// safeRelPath reports whether an escaped relative path stays below the API
+// root: no empty, "." or ".." segment, escaped or not.
+func safeRelPath(rel string) bool {
+	if rel == "" {
+		return false
+	}
+	for _, seg := range strings.Split(rel, "/") {
+		s, err := url.PathUnescape(seg)
+		if err != nil || s == "" || s == "." || s == ".." {
+			return false
+		}
+	}
+	return true
+}
+
+// withQuery is u with its query replaced.
+func (c *Client) withQuery(u *url.URL, q url.Values) *url.URL {
+	cp := *u
+	cp.RawQuery = q.Encode()
+	return &cp
 }
