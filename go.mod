@@ -3,6 +3,7 @@ module github.com/servicedesk-go/servicedesk
 go 1.23.0
 
 require (
+	github.com/golang-jwt/jwt/v5 v5.3.1
 	github.com/hashicorp/go-retryablehttp v0.7.8
 	github.com/jarcoal/httpmock v1.4.2
 	github.com/stretchr/testify v1.11.1
