@@ -2,8 +2,14 @@ package servicedesk
 
 import (
 	"encoding/base64"
+	"errors"
 	"net/http"
 	"strings"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/servicedesk-go/servicedesk/internal/connect"
 )
 
 // An authenticator sets the credentials of one attempt. It is called for
@@ -83,4 +89,40 @@ func origin(scheme, host string) string {
 func hasPort(host string) bool {
 	i := strings.LastIndexByte(host, ':')
 	return i >= 0 && i > strings.LastIndexByte(host, ']')
+}
+
+// tokenSourceAuth asks the token source for every attempt: oauth2 sources
+// cache the token and refresh it as it expires.
+type tokenSourceAuth struct{ ts oauth2.TokenSource }
+
+func (a tokenSourceAuth) authenticate(req *http.Request) error {
+	tok, err := a.ts.Token()
+	if err != nil {
+		return &credentialsError{err: err}
+	}
+	if tok == nil || tok.AccessToken == "" {
+		return &credentialsError{err: errors.New("token source returned no access token")}
+	}
+	tok.SetAuthHeader(req)
+	return nil
+}
+
+// connectJWTTTL is how long each Connect JWT is valid. Every attempt gets a
+// fresh one, so this only has to cover clock skew and one request.
+const connectJWTTTL = 3 * time.Minute
+
+// connectAuth signs every attempt with its own JWT, whose qsh binds it to
+// that request's method, path and query.
+type connectAuth struct {
+	appKey, sharedSecret string
+	basePath             string // the site's context path, not part of the qsh
+}
+
+func (a *connectAuth) authenticate(req *http.Request) error {
+	tok, err := connect.Sign(a.appKey, a.sharedSecret, req.Method, req.URL, a.basePath, time.Now(), connectJWTTTL)
+	if err != nil {
+		return &credentialsError{err: errors.New("signing the Connect JWT failed")}
+	}
+	req.Header.Set("Authorization", "JWT "+tok)
+	return nil
 }

@@ -38,6 +38,7 @@ type Client struct {
 	httpClient *http.Client
 	userAgent  string
 	logger     *slog.Logger
+	connect    bool // authenticates as a Connect app
 
 	maxRetries   int
 	retryWaitMin time.Duration
@@ -79,7 +80,12 @@ func NewClient(baseURL string, opts ...Option) (*Client, error) {
 			"may hold one way to authenticate, got "+strings.Join(cfg.authOptions, " and "))
 	}
 
+	ca, isConnect := cfg.auth.(*connectAuth)
+	if isConnect {
+		ca.basePath = base.EscapedPath()
+	}
 	c := &Client{
+		connect:      isConnect,
 		base:         base,
 		userAgent:    cfg.userAgent,
 		logger:       cfg.logger,

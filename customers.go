@@ -241,7 +241,9 @@ func (s *CustomersService) Add(ctx context.Context, serviceDeskID string, ids Cu
 // Remove removes customers from a service desk. Customers not on the desk
 // are ignored. The desk must have closed access: on a desk with public
 // signup or open access the server answers 400 (ErrBadRequest). It needs the
-// service desk administrator permission.
+// service desk administrator permission. Atlassian Connect apps cannot call
+// it (its Connect scope is INACCESSIBLE): with [WithConnectJWT] it fails,
+// wrapping ErrForbidden, before anything is sent.
 //
 // JSM API: DELETE /rest/servicedeskapi/servicedesk/{serviceDeskId}/customer (experimental)
 func (s *CustomersService) Remove(ctx context.Context, serviceDeskID string, ids CustomerIDs) error {
@@ -257,6 +259,10 @@ func (s *CustomersService) changeDesk(ctx context.Context, method, where, servic
 	}
 	if err := ids.validate(where); err != nil {
 		return err
+	}
+	if method == http.MethodDelete && s.client.connect {
+		return fmt.Errorf("%w: %s: Atlassian Connect apps cannot remove customers (the operation's Connect scope is INACCESSIBLE); use a user's credentials",
+			ErrForbidden, where)
 	}
 	r, err := s.client.newRequest(method, deskCustomersPath(serviceDeskID), nil, ids)
 	if err != nil {

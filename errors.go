@@ -211,28 +211,31 @@ func excerpt(body []byte, contentType string) string {
 	return strings.ToValidUTF8(text, "\uFFFD")
 }
 
-// retryAfter reads how long the server asks us to wait: Retry-After in
-// seconds or as an HTTP date, else X-RateLimit-Reset as an ISO 8601 time.
-// ok is false when neither header is there or parses.
+// retryAfter reads how long the server asks us to wait: the longer of
+// Retry-After (seconds, or an HTTP date) and X-RateLimit-Reset (an ISO 8601
+// time). Jira may send "Retry-After: 0" with a reset a moment away. ok is
+// false when neither header is there or parses. Waits are capped at a day.
 func retryAfter(h http.Header, now time.Time) (d time.Duration, ok bool) {
 	if v := strings.TrimSpace(h.Get("Retry-After")); v != "" {
 		if secs, err := strconv.ParseInt(v, 10, 64); err == nil && secs >= 0 {
-			const maxSecs = int64(24 * time.Hour / time.Second)
-			return time.Duration(min(secs, maxSecs)) * time.Second, true
-		}
-		if t, err := http.ParseTime(v); err == nil {
-			return max(t.Sub(now), 0), true
+			d, ok = time.Duration(min(secs, int64(maxRetryAfter/time.Second)))*time.Second, true
+		} else if t, err := http.ParseTime(v); err == nil {
+			d, ok = t.Sub(now), true
 		}
 	}
 	if v := strings.TrimSpace(h.Get("X-RateLimit-Reset")); v != "" {
 		for _, layout := range resetLayouts {
 			if t, err := time.Parse(layout, v); err == nil {
-				return min(max(t.Sub(now), 0), 24*time.Hour), true
+				d, ok = max(d, t.Sub(now)), true
+				break
 			}
 		}
 	}
-	return 0, false
+	return min(max(d, 0), maxRetryAfter), ok
 }
+
+// maxRetryAfter caps what a server can make us wait.
+const maxRetryAfter = 24 * time.Hour
 
 // resetLayouts are the forms of X-RateLimit-Reset seen from Jira
 // ("2024-06-01T12:34Z": minutes, no seconds) and the other ISO 8601 forms.

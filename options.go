@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"golang.org/x/oauth2"
 )
 
 // Defaults of the retry policy; see [WithMaxRetries] and [WithRetryWait].
@@ -76,6 +78,39 @@ func WithBearerToken(token string) Option {
 			return invalidInput("WithBearerToken", "token", "must not be empty")
 		}
 		c.setAuth("WithBearerToken", bearerAuth{header: "Bearer " + token})
+		return nil
+	})
+}
+
+// WithTokenSource authenticates with OAuth 2.0 (3LO): each attempt carries
+// the source's current access token, which golang.org/x/oauth2 refreshes as
+// it expires. Use it with the gateway base URL, [CloudGatewayURL]; the site
+// URL refuses OAuth 2.0 tokens. For a Connect app acting as a user, see
+// [ConnectUserTokenSource].
+func WithTokenSource(ts oauth2.TokenSource) Option {
+	return optionFunc(func(c *config) error {
+		if ts == nil {
+			return invalidInput("WithTokenSource", "ts", "must not be nil")
+		}
+		c.setAuth("WithTokenSource", tokenSourceAuth{ts: ts})
+		return nil
+	})
+}
+
+// WithConnectJWT authenticates as an Atlassian Connect app, with the app key
+// and the shared secret from the app's installation handshake. Every attempt
+// (retries and pages included) is signed with a fresh HS256 JWT whose qsh
+// claim binds it to that request. Connect apps cannot remove customers:
+// [CustomersService.Remove] fails before sending anything.
+func WithConnectJWT(appKey, sharedSecret string) Option {
+	return optionFunc(func(c *config) error {
+		if strings.TrimSpace(appKey) == "" {
+			return invalidInput("WithConnectJWT", "appKey", "must not be empty")
+		}
+		if sharedSecret == "" {
+			return invalidInput("WithConnectJWT", "sharedSecret", "must not be empty")
+		}
+		c.setAuth("WithConnectJWT", &connectAuth{appKey: appKey, sharedSecret: sharedSecret})
 		return nil
 	})
 }

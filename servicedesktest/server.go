@@ -1,0 +1,368 @@
+// Package servicedesktest runs an in-memory Jira Service Management server
+// for tests, as net/http/httptest does for handlers. It implements the four
+// customer operations with the real service's semantics: authentication
+// (Basic, Bearer personal access tokens, Atlassian Connect JWTs with qsh),
+// permissions, the experimental header and its 412, duplicate emails (400,
+// or 409 when asked), partial success of Add, paging with _links on a
+// configurable public URL, and error bodies in the servicedeskapi shape with
+// X-AREQUESTID. It can also misbehave on purpose: rate limits with
+// Retry-After, injected 5xx pages, latency.
+//
+//	srv := servicedesktest.NewServer()
+//	defer srv.Close()
+//	c, _ := servicedesk.NewClient(srv.URL,
+//		servicedesk.WithBasicAuth(servicedesktest.AdminEmail, servicedesktest.AdminToken))
+//
+// By default the server holds service desk "1" (project key "HELP", closed
+// access) and a Jira administrator who signs in with [AdminEmail] and
+// [AdminToken]. A Server is safe for concurrent use.
+package servicedesktest
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/servicedesk-go/servicedesk"
+)
+
+// The defaults every new Server holds.
+const (
+	AdminEmail        = "admin@example.com"
+	AdminToken        = "admin-token"
+	DefaultDeskID     = "1"
+	DefaultProjectKey = "HELP"
+	// MaxPageSize is the largest page the server returns, as on Jira Cloud.
+	MaxPageSize = 50
+)
+
+// Role is what a user may do.
+type Role int
+
+const (
+	// RoleCustomer may raise requests; it may not list or change customers.
+	RoleCustomer Role = iota
+	// RoleAgent may list the customers of the desks in User.Desks.
+	RoleAgent
+	// RoleDeskAdmin may list, add and remove customers of the desks in User.Desks.
+	RoleDeskAdmin
+	// RoleJiraAdmin may do everything, creating customers included.
+	RoleJiraAdmin
+)
+
+// User is an account that can sign in. Give it an APIToken (Basic auth with
+// Email, or with Username on Data Center) or a PAT (Bearer), or both.
+type User struct {
+	Email       string
+	DisplayName string
+	AccountID   string // generated when empty
+	Username    string // Data Center username; the account id when empty
+	Role        Role
+	Desks       []string // ids or project keys of the desks an agent or desk admin works on
+	APIToken    string
+	PAT         string
+}
+
+// Desk is a service desk. OpenAccess desks let anyone raise requests; their
+// customers cannot be removed.
+type Desk struct {
+	ID         string
+	ProjectKey string
+	OpenAccess bool
+}
+
+// An Option configures a Server in NewServer.
+type Option func(*Server)
+
+// WithDesk adds a service desk.
+func WithDesk(d Desk) Option { return func(s *Server) { s.AddDesk(d) } }
+
+// WithUser adds a user who can sign in.
+func WithUser(u User) Option { return func(s *Server) { s.AddUser(u) } }
+
+// WithCustomer creates a customer and, unless deskID is "", puts it on that desk.
+func WithCustomer(deskID, email, displayName string) Option {
+	return func(s *Server) { s.AddCustomer(deskID, email, displayName) }
+}
+
+// WithConnectApp installs an Atlassian Connect app: its JWTs, signed with
+// sharedSecret, are accepted with the scope ADMIN (create, list, add; never
+// remove, which is INACCESSIBLE to Connect apps).
+func WithConnectApp(appKey, sharedSecret string) Option {
+	return func(s *Server) { s.apps[appKey] = sharedSecret }
+}
+
+// WithSeed makes generated account and request ids deterministic.
+func WithSeed(seed uint64) Option {
+	return func(s *Server) { s.rng = rand.New(rand.NewPCG(seed, seed^0x5eed)) }
+}
+
+// WithPublicURL sets the base URL that _links name, in place of the
+// server's own; set it to another host to reproduce the OAuth 2.0 gateway,
+// whose pages link to the site.
+func WithPublicURL(u string) Option {
+	return func(s *Server) { s.publicURL = strings.TrimRight(u, "/") }
+}
+
+// WithContextPath serves the API below a Data Center context path such as
+// "/jira"; URL then includes it.
+func WithContextPath(p string) Option {
+	return func(s *Server) { s.contextPath = "/" + strings.Trim(p, "/") }
+}
+
+// WithRateLimit answers 429, with Retry-After, X-RateLimit-Reset and
+// RateLimit-Reason, once requests requests were served in the current
+// window of the given length. Every answer carries X-RateLimit-Limit and
+// X-RateLimit-Remaining (and X-RateLimit-NearLimit when few are left).
+func WithRateLimit(requests int, window time.Duration) Option {
+	return func(s *Server) { s.rate = rateLimit{budget: requests, window: window} }
+}
+
+// WithLatency delays every answer by d.
+func WithLatency(d time.Duration) Option {
+	return func(s *Server) { s.latency = d }
+}
+
+// Server is a running fake JSM.
+type Server struct {
+	// URL is the base URL to give servicedesk.NewClient, context path included.
+	URL string
+
+	srv         *httptest.Server
+	publicURL   string
+	contextPath string
+
+	mu       sync.Mutex
+	rng      *rand.Rand
+	accounts map[string]*account // by account id
+	order    []string            // account ids in creation order
+	desks    []*desk
+	apps     map[string]string // Connect app key -> shared secret
+	latency  time.Duration
+	failures []int // statuses to answer next, in order
+	rate     rateLimit
+	requests []Request
+}
+
+// Request is a request the server received.
+type Request struct {
+	Method string
+	Path   string // escaped
+	Query  string
+	// Auth is the scheme of the Authorization header ("Basic", "Bearer",
+	// "JWT"), or "" without one. Credentials are not kept.
+	Auth string
+}
+
+type account struct {
+	servicedesk.Customer
+	user  *User // nil for a customer created through the API
+	email string
+}
+
+type desk struct {
+	Desk
+	members []string // account ids, in the order they were added
+}
+
+// NewServer starts a fake JSM on loopback. Close it when done.
+func NewServer(opts ...Option) *Server {
+	s := &Server{
+		accounts: map[string]*account{},
+		apps:     map[string]string{},
+		rng:      rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+	}
+	s.AddDesk(Desk{ID: DefaultDeskID, ProjectKey: DefaultProjectKey})
+	s.AddUser(User{Email: AdminEmail, DisplayName: "Admin", Role: RoleJiraAdmin, APIToken: AdminToken})
+	for _, opt := range opts {
+		opt(s)
+	}
+	s.srv = httptest.NewServer(s)
+	s.URL = s.srv.URL + s.contextPath
+	if s.publicURL == "" {
+		s.publicURL = s.URL
+	}
+	return s
+}
+
+// Close shuts the server down, waiting for requests in flight.
+func (s *Server) Close() { s.srv.Close() }
+
+// AddDesk adds a service desk.
+func (s *Server) AddDesk(d Desk) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.desks = append(s.desks, &desk{Desk: d})
+}
+
+// AddUser adds a user who can sign in, and returns its account.
+func (s *Server) AddUser(u User) servicedesk.Customer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.newAccount(u.Email, u.DisplayName, u.AccountID)
+	if u.Username != "" {
+		a.Name, a.Key = u.Username, u.Username
+	}
+	a.user = &u
+	return a.Customer
+}
+
+// AddCustomer creates a customer (or finds the account with that email) and,
+// unless deskID is "", puts it on that desk. It panics on an unknown desk:
+// seeding a test with one is a bug in the test.
+func (s *Server) AddCustomer(deskID, email, displayName string) servicedesk.Customer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.accountByEmail(email)
+	if a == nil {
+		a = s.newAccount(email, displayName, "")
+	}
+	if deskID != "" {
+		d := s.desk(deskID)
+		if d == nil {
+			panic(fmt.Sprintf("servicedesktest: AddCustomer: no desk %q", deskID))
+		}
+		d.add(a.AccountID)
+	}
+	return a.Customer
+}
+
+// Customers returns the customers of a desk (by id or project key), in the
+// order they were added, or nil for an unknown desk.
+func (s *Server) Customers(deskID string) []servicedesk.Customer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.desk(deskID)
+	if d == nil {
+		return nil
+	}
+	out := make([]servicedesk.Customer, 0, len(d.members))
+	for _, id := range d.members {
+		out = append(out, s.accounts[id].Customer)
+	}
+	return out
+}
+
+// FailNext answers the next n requests with status (a 5xx, say) and an HTML
+// page, as Atlassian's edge does, before looking at them.
+func (s *Server) FailNext(n, status int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := 0; i < n; i++ {
+		s.failures = append(s.failures, status)
+	}
+}
+
+// Requests returns the requests received so far, in order.
+func (s *Server) Requests() []Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Request(nil), s.requests...)
+}
+
+// newAccount creates an account with an id shaped like Atlassian's
+// ("qm:<uuid>:<hex>"), name and key equal to it. Callers hold s.mu.
+func (s *Server) newAccount(email, displayName, id string) *account {
+	if id == "" {
+		id = "qm:" + s.uuid() + ":" + s.hex(12)
+	}
+	a := &account{email: strings.ToLower(email)}
+	a.Customer = servicedesk.Customer{
+		AccountID:    id,
+		Name:         id,
+		Key:          id,
+		EmailAddress: email,
+		DisplayName:  displayName,
+		Active:       true,
+		TimeZone:     "UTC",
+	}
+	a.Links = s.userLinks(a)
+	s.accounts[id] = a
+	s.order = append(s.order, id)
+	return a
+}
+
+func (s *Server) userLinks(a *account) servicedesk.UserLinks {
+	// publicURL is not known before the listener starts; links are
+	// completed when an answer is written (see customerJSON).
+	avatar := "https://avatar-cdn.atlassian.com/" + s.hex(16) + "?s=%s&d=mm"
+	sizes := map[string]string{}
+	for _, px := range []string{"16", "24", "32", "48"} {
+		sizes[px+"x"+px] = fmt.Sprintf(avatar, px)
+	}
+	return servicedesk.UserLinks{AvatarURLs: sizes}
+}
+
+func (s *Server) accountByEmail(email string) *account {
+	email = strings.ToLower(strings.TrimSpace(email))
+	for _, id := range s.order {
+		if a := s.accounts[id]; a.email == email {
+			return a
+		}
+	}
+	return nil
+}
+
+func (s *Server) accountByUsername(name string) *account {
+	for _, id := range s.order {
+		if a := s.accounts[id]; a.Name == name {
+			return a
+		}
+	}
+	return nil
+}
+
+// desk finds a desk by id or project key (case-insensitive).
+func (s *Server) desk(idOrKey string) *desk {
+	for _, d := range s.desks {
+		if d.ID == idOrKey || (d.ProjectKey != "" && strings.EqualFold(d.ProjectKey, idOrKey)) {
+			return d
+		}
+	}
+	return nil
+}
+
+func (d *desk) has(id string) bool {
+	for _, m := range d.members {
+		if m == id {
+			return true
+		}
+	}
+	return false
+}
+
+func (d *desk) add(id string) {
+	if !d.has(id) {
+		d.members = append(d.members, id)
+	}
+}
+
+func (d *desk) remove(id string) {
+	for i, m := range d.members {
+		if m == id {
+			d.members = append(d.members[:i], d.members[i+1:]...)
+			return
+		}
+	}
+}
+
+func (s *Server) uuid() string {
+	b := make([]byte, 16)
+	for i := range b {
+		b[i] = byte(s.rng.Uint32())
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+func (s *Server) hex(n int) string {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(s.rng.Uint32())
+	}
+	return fmt.Sprintf("%x", b)
+}

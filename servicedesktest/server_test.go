@@ -1,0 +1,455 @@
+package servicedesktest_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/servicedesk-go/servicedesk"
+	"github.com/servicedesk-go/servicedesk/internal/connect"
+	"github.com/servicedesk-go/servicedesk/servicedesktest"
+)
+
+var ctx = context.Background()
+
+func start(t *testing.T, opts ...servicedesktest.Option) *servicedesktest.Server {
+	t.Helper()
+	srv := servicedesktest.NewServer(opts...)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func client(t *testing.T, srv *servicedesktest.Server, opts ...servicedesk.Option) *servicedesk.Client {
+	t.Helper()
+	if len(opts) == 0 {
+		opts = []servicedesk.Option{servicedesk.WithBasicAuth(servicedesktest.AdminEmail, servicedesktest.AdminToken)}
+	}
+	opts = append(opts, servicedesk.WithRetryWait(time.Millisecond, 5*time.Millisecond))
+	c, err := servicedesk.NewClient(srv.URL, opts...)
+	require.NoError(t, err)
+	return c
+}
+
+func accountIDs(cs []servicedesk.Customer) []string {
+	var ids []string
+	for _, c := range cs {
+		ids = append(ids, c.AccountID)
+	}
+	return ids
+}
+
+// raw sends a request the SDK would refuse to send, as admin unless auth is set.
+func raw(t *testing.T, srv *servicedesktest.Server, method, path, body string, header map[string]string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+	require.NoError(t, err)
+	req.SetBasicAuth(servicedesktest.AdminEmail, servicedesktest.AdminToken)
+	for k, v := range header {
+		if v == "" {
+			req.Header.Del(k)
+		} else {
+			req.Header.Set(k, v)
+		}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, b
+}
+
+var accountIDShape = regexp.MustCompile(`^qm:[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}:[0-9a-f]{24}$`)
+
+func TestWalkThrough(t *testing.T) {
+	t.Parallel()
+	srv := start(t)
+	c := client(t, srv)
+
+	fred, err := c.Customers.Create(ctx, servicedesk.CreateCustomerRequest{Email: "fred@example.com", DisplayName: "Fred F. User"})
+	require.NoError(t, err)
+	assert.Regexp(t, accountIDShape, fred.AccountID)
+	assert.Equal(t, fred.AccountID, fred.Name)
+	assert.Equal(t, fred.AccountID, fred.Key)
+	assert.Equal(t, "fred@example.com", fred.EmailAddress)
+	assert.Equal(t, "Fred F. User", fred.DisplayName)
+	assert.True(t, fred.Active)
+	assert.NotEmpty(t, fred.TimeZone)
+	assert.Equal(t, srv.URL+"/rest/api/2/user?username="+fred.AccountID, fred.Links.Self)
+	assert.Len(t, fred.Links.AvatarURLs, 4)
+	assert.Empty(t, srv.Customers("1"), "a new customer is on no desk")
+
+	require.NoError(t, c.Customers.Add(ctx, "1", servicedesk.CustomerIDs{AccountIDs: []string{fred.AccountID}}))
+	page, err := c.Customers.List(ctx, "HELP", nil)
+	require.NoError(t, err)
+	require.Len(t, page.Values, 1)
+	assert.Equal(t, *fred, page.Values[0])
+	assert.True(t, page.IsLastPage)
+
+	require.NoError(t, c.Customers.Remove(ctx, "HELP", servicedesk.CustomerIDs{AccountIDs: []string{fred.AccountID}}))
+	assert.Empty(t, srv.Customers("1"))
+}
+
+func TestCreateDuplicates(t *testing.T) {
+	t.Parallel()
+	srv := start(t, servicedesktest.WithCustomer("", "Fred@Example.com", "Fred"))
+	c := client(t, srv)
+	_, err := c.Customers.Create(ctx, servicedesk.CreateCustomerRequest{Email: "fred@example.COM", DisplayName: "Fred 2"})
+	require.ErrorIs(t, err, servicedesk.ErrBadRequest)
+	_, err = c.Customers.Create(ctx, servicedesk.CreateCustomerRequest{Email: "fred@example.com", DisplayName: "Fred 2", StrictConflictStatusCode: true})
+	require.ErrorIs(t, err, servicedesk.ErrConflict)
+	var apiErr *servicedesk.Error
+	require.ErrorAs(t, err, &apiErr)
+	assert.Equal(t, "An account already exists for this email.", apiErr.Message)
+	assert.Equal(t, "sd.customer.email.exists", apiErr.I18nKey)
+	assert.NotEmpty(t, apiErr.RequestID)
+}
+
+func TestCreateValidatesLikeJSM(t *testing.T) {
+	t.Parallel()
+	srv := start(t)
+	resp, body := raw(t, srv, "POST", "/rest/servicedeskapi/customer", `{"email":"not-an-email","displayName":"X"}`, nil)
+	assert.Equal(t, 400, resp.StatusCode)
+	assert.Contains(t, string(body), "email address is invalid")
+	assert.NotEmpty(t, resp.Header.Get("X-AREQUESTID"))
+
+	resp, _ = raw(t, srv, "POST", "/rest/servicedeskapi/customer", `{"email":"a@b.co"}`, nil)
+	assert.Equal(t, 400, resp.StatusCode, "display name required")
+
+	// fullName is the deprecated alias of displayName.
+	resp, body = raw(t, srv, "POST", "/rest/servicedeskapi/customer", `{"email":"a@b.co","fullName":"Alias"}`, map[string]string{"Content-Type": "application/json"})
+	assert.Equal(t, 201, resp.StatusCode)
+	assert.Contains(t, string(body), `"displayName":"Alias"`)
+}
+
+func TestAuthentication(t *testing.T) {
+	t.Parallel()
+	srv := start(t,
+		servicedesktest.WithUser(servicedesktest.User{Email: "dc@example.com", DisplayName: "DC", Username: "dcuser", Role: servicedesktest.RoleJiraAdmin, APIToken: "pw", PAT: "pat-1"}))
+	for name, opt := range map[string]servicedesk.Option{
+		"no credentials": nil,
+		"wrong token":    servicedesk.WithBasicAuth(servicedesktest.AdminEmail, "wrong"),
+		"wrong pat":      servicedesk.WithBearerToken("pat-2"),
+		"unknown app":    servicedesk.WithConnectJWT("nobody", "secret"),
+	} {
+		opts := []servicedesk.Option{servicedesk.WithMaxRetries(0)}
+		if opt != nil {
+			opts = append(opts, opt)
+		}
+		c, err := servicedesk.NewClient(srv.URL, opts...)
+		require.NoError(t, err)
+		_, err = c.Customers.List(ctx, "1", nil)
+		assert.ErrorIs(t, err, servicedesk.ErrUnauthorized, name)
+	}
+	for name, opt := range map[string]servicedesk.Option{
+		"pat":             servicedesk.WithBearerToken("pat-1"),
+		"dc username":     servicedesk.WithBasicAuth("dcuser", "pw"),
+		"email, any case": servicedesk.WithBasicAuth("DC@example.com", "pw"),
+		"default admin":   servicedesk.WithBasicAuth(servicedesktest.AdminEmail, servicedesktest.AdminToken),
+	} {
+		_, err := client(t, srv, opt).Customers.List(ctx, "1", nil)
+		assert.NoError(t, err, name)
+	}
+}
+
+func TestPermissions(t *testing.T) {
+	t.Parallel()
+	srv := start(t,
+		servicedesktest.WithDesk(servicedesktest.Desk{ID: "2", ProjectKey: "OPS"}),
+		servicedesktest.WithUser(servicedesktest.User{Email: "agent@example.com", DisplayName: "Agent", Role: servicedesktest.RoleAgent, Desks: []string{"HELP"}, APIToken: "t"}),
+		servicedesktest.WithUser(servicedesktest.User{Email: "lead@example.com", DisplayName: "Lead", Role: servicedesktest.RoleDeskAdmin, Desks: []string{"1"}, APIToken: "t"}),
+		servicedesktest.WithUser(servicedesktest.User{Email: "cust@example.com", DisplayName: "Cust", Role: servicedesktest.RoleCustomer, APIToken: "t"}),
+		servicedesktest.WithCustomer("1", "x@example.com", "X"),
+	)
+	x := srv.Customers("1")[0]
+	ids := servicedesk.CustomerIDs{AccountIDs: []string{x.AccountID}}
+	as := func(email string) *servicedesk.Client { return client(t, srv, servicedesk.WithBasicAuth(email, "t")) }
+	create := func(c *servicedesk.Client) error {
+		_, err := c.Customers.Create(ctx, servicedesk.CreateCustomerRequest{Email: "new@example.com", DisplayName: "New"})
+		return err
+	}
+	list := func(desk string) func(c *servicedesk.Client) error {
+		return func(c *servicedesk.Client) error { _, err := c.Customers.List(ctx, desk, nil); return err }
+	}
+	add := func(desk string) func(c *servicedesk.Client) error {
+		return func(c *servicedesk.Client) error { return c.Customers.Add(ctx, desk, ids) }
+	}
+	remove := func(desk string) func(c *servicedesk.Client) error {
+		return func(c *servicedesk.Client) error { return c.Customers.Remove(ctx, desk, ids) }
+	}
+	cases := []struct {
+		who     string
+		what    string
+		call    func(*servicedesk.Client) error
+		allowed bool
+	}{
+		{"agent@example.com", "create", create, false},
+		{"agent@example.com", "list own desk", list("1"), true},
+		{"agent@example.com", "list other desk", list("OPS"), false},
+		{"agent@example.com", "add", add("1"), false},
+		{"lead@example.com", "create", create, false},
+		{"lead@example.com", "list", list("HELP"), true},
+		{"lead@example.com", "add own desk", add("HELP"), true},
+		{"lead@example.com", "add other desk", add("2"), false},
+		{"lead@example.com", "remove own desk", remove("1"), true},
+		{"lead@example.com", "remove other desk", remove("2"), false},
+		{"cust@example.com", "list", list("1"), false},
+		{"cust@example.com", "add", add("1"), false},
+	}
+	for _, tc := range cases {
+		err := tc.call(as(tc.who))
+		if tc.allowed {
+			assert.NoError(t, err, "%s: %s", tc.who, tc.what)
+		} else {
+			assert.ErrorIs(t, err, servicedesk.ErrForbidden, "%s: %s", tc.who, tc.what)
+		}
+	}
+}
+
+func TestListNeedsTheExperimentalHeader(t *testing.T) {
+	t.Parallel()
+	srv := start(t)
+	for _, method := range []string{"GET", "DELETE"} {
+		resp, body := raw(t, srv, method, "/rest/servicedeskapi/servicedesk/1/customer", `{"accountIds":["a"]}`, nil)
+		assert.Equal(t, http.StatusPreconditionFailed, resp.StatusCode, method)
+		assert.Contains(t, string(body), "X-ExperimentalApi")
+	}
+	resp, _ := raw(t, srv, "POST", "/rest/servicedeskapi/servicedesk/1/customer", `{"accountIds":["a"]}`, nil)
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode, "add is not experimental; a is unknown")
+}
+
+func TestListQueryMatching(t *testing.T) {
+	t.Parallel()
+	srv := start(t,
+		servicedesktest.WithCustomer("1", "jsmith@example.com", "John Smith"),
+		servicedesktest.WithCustomer("1", "mary@example.com", "Mary Jones"),
+	)
+	c := client(t, srv)
+	for _, q := range []string{"John", "Jo", "Smi", "Smith", "jsmith", "john sm", "JOHN"} {
+		page, err := c.Customers.List(ctx, "1", &servicedesk.ListCustomersOptions{Query: q})
+		require.NoError(t, err)
+		names := []string{}
+		for _, v := range page.Values {
+			names = append(names, v.DisplayName)
+		}
+		if q == "Jo" {
+			assert.ElementsMatch(t, []string{"John Smith", "Mary Jones"}, names, q)
+		} else {
+			assert.Equal(t, []string{"John Smith"}, names, q)
+		}
+	}
+	page, err := c.Customers.List(ctx, "1", &servicedesk.ListCustomersOptions{Query: "mith"})
+	require.NoError(t, err)
+	assert.Empty(t, page.Values, "the middle of a word does not match")
+}
+
+func TestListPagingAndLinks(t *testing.T) {
+	t.Parallel()
+	var opts []servicedesktest.Option
+	for i := 0; i < 120; i++ {
+		opts = append(opts, servicedesktest.WithCustomer("1", fmt.Sprintf("c%03d@example.com", i), fmt.Sprintf("Customer %03d", i)))
+	}
+	srv := start(t, append(opts, servicedesktest.WithPublicURL("https://site.example.net"))...)
+	c := client(t, srv)
+
+	page, err := c.Customers.List(ctx, "1", &servicedesk.ListCustomersOptions{Start: 60, Limit: 100})
+	require.NoError(t, err)
+	assert.Equal(t, 50, page.Limit, "the server caps the limit")
+	assert.Equal(t, 50, page.Size)
+	assert.Equal(t, 60, page.Start)
+	assert.False(t, page.IsLastPage)
+	assert.Equal(t, "Customer 060", page.Values[0].DisplayName)
+	assert.Equal(t, "https://site.example.net/rest/servicedeskapi", page.Links.Base)
+	assert.Equal(t, "https://site.example.net/rest/servicedeskapi/servicedesk/1/customer?limit=50&start=110", page.Links.Next)
+	assert.Equal(t, "https://site.example.net/rest/servicedeskapi/servicedesk/1/customer?limit=50&start=10", page.Links.Prev)
+	assert.Equal(t, "https://site.example.net/rest/servicedeskapi/servicedesk/1/customer?limit=50&start=60", page.Links.Self)
+
+	// The SDK walks it all through the server's own URL, not the public one.
+	var n int
+	for cust, err := range c.Customers.All(ctx, "HELP", nil) {
+		require.NoError(t, err)
+		assert.Equal(t, fmt.Sprintf("Customer %03d", n), cust.DisplayName)
+		n++
+	}
+	assert.Equal(t, 120, n)
+}
+
+func TestAddSemantics(t *testing.T) {
+	t.Parallel()
+	srv := start(t, servicedesktest.WithCustomer("", "a@example.com", "A"), servicedesktest.WithCustomer("1", "b@example.com", "B"))
+	c := client(t, srv)
+	a, b := srv.AddCustomer("", "a@example.com", ""), srv.Customers("1")[0]
+
+	err := c.Customers.Add(ctx, "404", servicedesk.CustomerIDs{AccountIDs: []string{a.AccountID}})
+	assert.ErrorIs(t, err, servicedesk.ErrNotFound)
+	err = c.Customers.Add(ctx, "NOPE", servicedesk.CustomerIDs{AccountIDs: []string{a.AccountID}})
+	assert.ErrorIs(t, err, servicedesk.ErrNotFound)
+
+	err = c.Customers.Add(ctx, "HELP", servicedesk.CustomerIDs{AccountIDs: []string{"qm:nobody", a.AccountID, b.AccountID}})
+	require.ErrorIs(t, err, servicedesk.ErrBadRequest)
+	assert.Contains(t, err.Error(), "qm:nobody")
+	assert.Equal(t, []string{b.AccountID, a.AccountID}, accountIDs(srv.Customers("1")), "the valid ones were still added, b once")
+
+	require.NoError(t, c.Customers.Add(ctx, "1", servicedesk.CustomerIDs{AccountIDs: []string{a.AccountID}}), "already there: a no-op")
+	assert.Len(t, srv.Customers("1"), 2)
+}
+
+func TestRemoveSemantics(t *testing.T) {
+	t.Parallel()
+	srv := start(t,
+		servicedesktest.WithDesk(servicedesktest.Desk{ID: "2", ProjectKey: "OPEN", OpenAccess: true}),
+		servicedesktest.WithCustomer("1", "a@example.com", "A"),
+		servicedesktest.WithCustomer("2", "b@example.com", "B"),
+	)
+	c := client(t, srv)
+	a := srv.Customers("1")[0]
+	err := c.Customers.Remove(ctx, "OPEN", servicedesk.CustomerIDs{AccountIDs: []string{srv.Customers("2")[0].AccountID}})
+	assert.ErrorIs(t, err, servicedesk.ErrBadRequest)
+	assert.Len(t, srv.Customers("2"), 1)
+
+	require.NoError(t, c.Customers.Remove(ctx, "1", servicedesk.CustomerIDs{AccountIDs: []string{"qm:absent"}}), "absent: a no-op")
+	assert.Len(t, srv.Customers("1"), 1)
+	require.NoError(t, c.Customers.Remove(ctx, "1", servicedesk.CustomerIDs{Usernames: []string{a.Name}}))
+	assert.Empty(t, srv.Customers("1"))
+}
+
+func TestConnectApp(t *testing.T) {
+	t.Parallel()
+	srv := start(t, servicedesktest.WithConnectApp("com.example.app", "shared-secret"), servicedesktest.WithContextPath("/jira"))
+	assert.True(t, strings.HasSuffix(srv.URL, "/jira"))
+	c := client(t, srv, servicedesk.WithConnectJWT("com.example.app", "shared-secret"))
+
+	cust, err := c.Customers.Create(ctx, servicedesk.CreateCustomerRequest{Email: "app@example.com", DisplayName: "Via App"})
+	require.NoError(t, err)
+	require.NoError(t, c.Customers.Add(ctx, "1", servicedesk.CustomerIDs{AccountIDs: []string{cust.AccountID}}))
+	page, err := c.Customers.List(ctx, "1", &servicedesk.ListCustomersOptions{Query: "Via App*~ é", Limit: 5})
+	require.NoError(t, err)
+	assert.Empty(t, page.Values)
+	for _, r := range srv.Requests() {
+		assert.Equal(t, "JWT", r.Auth)
+	}
+
+	// The SDK refuses Remove itself; the server refuses it too.
+	err = c.Customers.Remove(ctx, "1", servicedesk.CustomerIDs{AccountIDs: []string{cust.AccountID}})
+	assert.ErrorIs(t, err, servicedesk.ErrForbidden)
+	u := srv.URL + "/rest/servicedeskapi/servicedesk/1/customer"
+	req, _ := http.NewRequest("DELETE", u, bytes.NewReader([]byte(`{"accountIds":["x"]}`)))
+	tok, err := connect.Sign("com.example.app", "shared-secret", "DELETE", req.URL, "/jira", time.Now(), time.Minute)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "JWT "+tok)
+	req.Header.Set("X-ExperimentalApi", "opt-in")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode)
+
+	// A token signed for another request (qsh) is refused.
+	req, _ = http.NewRequest("GET", u+"?limit=1", nil)
+	tok, _ = connect.Sign("com.example.app", "shared-secret", "GET", req.URL, "/jira", time.Now(), time.Minute)
+	req2, _ := http.NewRequest("GET", u+"?limit=2", nil)
+	req2.Header.Set("Authorization", "JWT "+tok)
+	req2.Header.Set("X-ExperimentalApi", "opt-in")
+	resp, err = http.DefaultClient.Do(req2)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+}
+
+func TestRateLimit(t *testing.T) {
+	t.Parallel()
+	srv := start(t, servicedesktest.WithRateLimit(2, 300*time.Millisecond))
+	resp, _ := raw(t, srv, "POST", "/rest/servicedeskapi/servicedesk/1/customer", `{"accountIds":["x"]}`, nil)
+	assert.Equal(t, "2", resp.Header.Get("X-RateLimit-Limit"))
+	assert.Equal(t, "1", resp.Header.Get("X-RateLimit-Remaining"))
+	raw(t, srv, "POST", "/rest/servicedeskapi/servicedesk/1/customer", `{"accountIds":["x"]}`, nil)
+	resp, body := raw(t, srv, "POST", "/rest/servicedeskapi/servicedesk/1/customer", `{"accountIds":["x"]}`, nil)
+	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
+	assert.Equal(t, "0", resp.Header.Get("Retry-After"))
+	assert.Equal(t, "jira-burst-based", resp.Header.Get("RateLimit-Reason"))
+	reset, err := time.Parse(time.RFC3339Nano, resp.Header.Get("X-RateLimit-Reset"))
+	require.NoError(t, err)
+	assert.WithinDuration(t, time.Now(), reset, 300*time.Millisecond)
+	assert.Contains(t, string(body), "errorMessage")
+
+	// The SDK waits for the reset and gets through.
+	c := client(t, srv)
+	_, err = c.Customers.List(ctx, "1", nil)
+	require.NoError(t, err)
+}
+
+func TestInjectedFailures(t *testing.T) {
+	t.Parallel()
+	srv := start(t)
+	c := client(t, srv)
+	srv.FailNext(2, http.StatusServiceUnavailable)
+	_, err := c.Customers.List(ctx, "1", nil)
+	require.NoError(t, err, "list is retried through two 503s")
+	assert.Len(t, srv.Requests(), 3)
+
+	srv.FailNext(1, http.StatusBadGateway)
+	_, err = c.Customers.Create(ctx, servicedesk.CreateCustomerRequest{Email: "z@example.com", DisplayName: "Z"})
+	require.ErrorIs(t, err, servicedesk.ErrServer, "create is not retried on 5xx")
+	var apiErr *servicedesk.Error
+	require.ErrorAs(t, err, &apiErr)
+	assert.Equal(t, "502 Bad Gateway", apiErr.Message)
+}
+
+func TestLatency(t *testing.T) {
+	t.Parallel()
+	srv := start(t, servicedesktest.WithLatency(200*time.Millisecond))
+	c := client(t, srv)
+	short, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+	defer cancel()
+	_, err := c.Customers.List(short, "1", nil)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+}
+
+func TestSeedMakesIDsDeterministic(t *testing.T) {
+	t.Parallel()
+	create := func() string {
+		srv := start(t, servicedesktest.WithSeed(42))
+		cust, err := client(t, srv).Customers.Create(ctx, servicedesk.CreateCustomerRequest{Email: "s@example.com", DisplayName: "S"})
+		require.NoError(t, err)
+		return cust.AccountID
+	}
+	assert.Equal(t, create(), create())
+}
+
+func TestConcurrentClients(t *testing.T) {
+	t.Parallel()
+	srv := start(t)
+	c := client(t, srv)
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cust, err := c.Customers.Create(ctx, servicedesk.CreateCustomerRequest{Email: fmt.Sprintf("p%d@example.com", i), DisplayName: "P"})
+			if assert.NoError(t, err) {
+				assert.NoError(t, c.Customers.Add(ctx, "1", servicedesk.CustomerIDs{AccountIDs: []string{cust.AccountID}}))
+			}
+		}()
+	}
+	wg.Wait()
+	assert.Len(t, srv.Customers("1"), 20)
+}
+
+func TestUnknownPathsAre404(t *testing.T) {
+	t.Parallel()
+	srv := start(t)
+	resp, body := raw(t, srv, "GET", "/rest/api/2/myself", "", nil)
+	assert.Equal(t, 404, resp.StatusCode)
+	var platform struct{ ErrorMessages []string }
+	require.NoError(t, json.Unmarshal(body, &platform))
+	assert.NotEmpty(t, platform.ErrorMessages)
+}
