@@ -21,6 +21,7 @@ package servicedesktest
 import (
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -126,12 +127,19 @@ func WithLatency(d time.Duration) Option {
 	return func(s *Server) { s.latency = d }
 }
 
+// WithAddr listens on addr ("127.0.0.1:8080") instead of a free loopback
+// port. NewServer panics if it cannot listen there.
+func WithAddr(addr string) Option {
+	return func(s *Server) { s.addr = addr }
+}
+
 // Server is a running fake JSM.
 type Server struct {
 	// URL is the base URL to give servicedesk.NewClient, context path included.
 	URL string
 
 	srv         *httptest.Server
+	addr        string
 	publicURL   string
 	contextPath string
 
@@ -180,7 +188,16 @@ func NewServer(opts ...Option) *Server {
 	for _, opt := range opts {
 		opt(s)
 	}
-	s.srv = httptest.NewServer(s)
+	s.srv = httptest.NewUnstartedServer(s)
+	if s.addr != "" {
+		l, err := net.Listen("tcp", s.addr)
+		if err != nil {
+			panic(fmt.Sprintf("servicedesktest: listen on %s: %v", s.addr, err))
+		}
+		s.srv.Listener.Close()
+		s.srv.Listener = l
+	}
+	s.srv.Start()
 	s.URL = s.srv.URL + s.contextPath
 	if s.publicURL == "" {
 		s.publicURL = s.URL
