@@ -155,12 +155,15 @@ type request struct {
 	// idempotent allows retries after the server may have acted on the
 	// request (5xx, a connection that broke after sending).
 	idempotent bool
+	// needs is what the operation requires, told on a 401 or 403.
+	needs needs
 }
 
 // newRequest builds a call to path below /rest/servicedeskapi/ (path is
 // already escaped). body, when not nil, is sent as JSON.
-func (c *Client) newRequest(method, path string, query url.Values, body any) (*request, error) {
+func (c *Client) newRequest(method, path string, n needs, query url.Values, body any) (*request, error) {
 	r := &request{
+		needs:      n,
 		method:     method,
 		url:        c.apiURL(path, query),
 		idempotent: method != http.MethodPost,
@@ -207,7 +210,11 @@ func (c *Client) do(ctx context.Context, r *request, v any) error {
 	defer closeBody(resp.Body)
 
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return newError(resp, r.url.EscapedPath(), time.Now())
+		e := newError(resp, r.url.EscapedPath(), time.Now())
+		if e.StatusCode == http.StatusUnauthorized || e.StatusCode == http.StatusForbidden {
+			e.Needs = r.needs.String()
+		}
+		return e
 	}
 	if v == nil {
 		return nil
@@ -250,11 +257,18 @@ func (c *Client) newHTTPRequest(ctx context.Context, r *request) (*retryablehttp
 func (c *Client) transportError(ctx context.Context, r *request, err error) error {
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		err = ctxErr
-	} else if ue := (*url.Error)(nil); errors.As(err, &ue) {
-		// url.Error repeats method and URL; we say them once, below.
-		err = ue.Err
 	}
-	return fmt.Errorf("servicedesk: %s %s: %w", r.method, r.url.EscapedPath(), err)
+	return fmt.Errorf("servicedesk: %s %s: %w", r.method, r.url.EscapedPath(), stripURLError(err))
+}
+
+// stripURLError drops the *url.Error wrapper, which repeats the method and
+// the whole URL; our errors say method and path once.
+func stripURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
 }
 
 // decodeJSON decodes a success body, refusing what is not a JSON answer:

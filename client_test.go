@@ -14,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/oauth2"
 
 	"github.com/servicedesk-go/servicedesk"
 )
@@ -96,7 +97,12 @@ func TestRedirectToAnotherHostCarriesNoCredentials(t *testing.T) {
 	}))
 	defer home.Close()
 
-	for _, opt := range []servicedesk.Option{basicAuth(), servicedesk.WithBearerToken(testToken)} {
+	for _, opt := range []servicedesk.Option{
+		basicAuth(),
+		servicedesk.WithBearerToken(testToken),
+		servicedesk.WithTokenSource(oauth2.StaticTokenSource(&oauth2.Token{AccessToken: testToken})),
+		servicedesk.WithConnectJWT("com.example.app", testToken),
+	} {
 		c, err := servicedesk.NewClient(home.URL, opt)
 		require.NoError(t, err)
 		_, err = c.Customers.List(context.Background(), "1", nil)

@@ -86,7 +86,7 @@ func (s *CustomersService) Create(ctx context.Context, req CreateCustomerRequest
 	if req.StrictConflictStatusCode {
 		query = url.Values{"strictConflictStatusCode": {"true"}}
 	}
-	r, err := s.client.newRequest(http.MethodPost, "customer", query, req)
+	r, err := s.client.newRequest(http.MethodPost, "customer", needsCreate, query, req)
 	if err != nil {
 		return nil, err
 	}
@@ -195,7 +195,7 @@ func (s *CustomersService) listRequest(where, serviceDeskID string, opts *ListCu
 	if err := opts.validate(where); err != nil {
 		return nil, err
 	}
-	r, err := s.client.newRequest(http.MethodGet, deskCustomersPath(serviceDeskID), opts.values(), nil)
+	r, err := s.client.newRequest(http.MethodGet, deskCustomersPath(serviceDeskID), needsList, opts.values(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -235,7 +235,7 @@ func (ids CustomerIDs) validate(where string) error {
 //
 // JSM API: POST /rest/servicedeskapi/servicedesk/{serviceDeskId}/customer
 func (s *CustomersService) Add(ctx context.Context, serviceDeskID string, ids CustomerIDs) error {
-	return s.changeDesk(ctx, http.MethodPost, "CustomersService.Add", serviceDeskID, ids)
+	return s.changeDesk(ctx, http.MethodPost, "CustomersService.Add", needsAdd, serviceDeskID, ids)
 }
 
 // Remove removes customers from a service desk. Customers not on the desk
@@ -247,13 +247,13 @@ func (s *CustomersService) Add(ctx context.Context, serviceDeskID string, ids Cu
 //
 // JSM API: DELETE /rest/servicedeskapi/servicedesk/{serviceDeskId}/customer (experimental)
 func (s *CustomersService) Remove(ctx context.Context, serviceDeskID string, ids CustomerIDs) error {
-	return s.changeDesk(ctx, http.MethodDelete, "CustomersService.Remove", serviceDeskID, ids)
+	return s.changeDesk(ctx, http.MethodDelete, "CustomersService.Remove", needsRemove, serviceDeskID, ids)
 }
 
 // changeDesk is Add (POST) and Remove (DELETE, experimental): same path,
 // same body, 204 with no body. Both are idempotent: customers already
 // (or not) on the desk are a no-op, so either may be retried.
-func (s *CustomersService) changeDesk(ctx context.Context, method, where, serviceDeskID string, ids CustomerIDs) error {
+func (s *CustomersService) changeDesk(ctx context.Context, method, where string, n needs, serviceDeskID string, ids CustomerIDs) error {
 	if err := validDeskID(where, serviceDeskID); err != nil {
 		return err
 	}
@@ -264,7 +264,7 @@ func (s *CustomersService) changeDesk(ctx context.Context, method, where, servic
 		return fmt.Errorf("%w: %s: Atlassian Connect apps cannot remove customers (the operation's Connect scope is INACCESSIBLE); use a user's credentials",
 			ErrForbidden, where)
 	}
-	r, err := s.client.newRequest(method, deskCustomersPath(serviceDeskID), nil, ids)
+	r, err := s.client.newRequest(method, deskCustomersPath(serviceDeskID), n, nil, ids)
 	if err != nil {
 		return err
 	}

@@ -53,6 +53,10 @@ type Error struct {
 	RetryAfter    time.Duration     // from Retry-After / X-RateLimit-Reset, when the server sent one
 	Body          []byte            // the raw body, truncated
 
+	// Needs says, on a 401 or 403, what the operation requires: the Jira
+	// permission and the OAuth 2.0 and Connect scopes.
+	Needs string
+
 	// path is the request path, for Error().
 	path string
 }
@@ -79,6 +83,10 @@ func (e *Error) Error() string {
 		b.WriteString(" (request id ")
 		b.WriteString(e.RequestID)
 		b.WriteByte(')')
+	}
+	if e.Needs != "" {
+		b.WriteString("; ")
+		b.WriteString(e.Needs)
 	}
 	return b.String()
 }

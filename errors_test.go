@@ -85,7 +85,16 @@ func TestErrorMapping(t *testing.T) {
 				if b.message != "" {
 					want += ": " + b.message
 				}
-				assert.Equal(t, want+" (request id abc-123)", err.Error())
+				want += " (request id abc-123)"
+				if status == 401 || status == 403 {
+					needs := "needs the service desk administrator permission; OAuth 2.0 scope manage:servicedesk-customer" +
+						" (granular: read:servicedesk.customer:jira-service-management, write:servicedesk.customer:jira-service-management); Connect scope WRITE"
+					assert.Equal(t, needs, apiErr.Needs)
+					want += "; " + needs
+				} else {
+					assert.Empty(t, apiErr.Needs)
+				}
+				assert.Equal(t, want, err.Error())
 			})
 		}
 	}

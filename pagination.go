@@ -105,7 +105,7 @@ func (c *Client) nextRequest(cur *request, p cursor, seen map[string]bool) (*req
 	if p.isLastPage || p.count == 0 {
 		return nil, nil
 	}
-	next := &request{method: cur.method, experimental: cur.experimental, idempotent: cur.idempotent}
+	next := *cur // same operation, another page
 	if u, ok := c.resolveNext(p.links); ok {
 		next.url = u
 	} else {
@@ -123,7 +123,7 @@ func (c *Client) nextRequest(cur *request, p cursor, seen map[string]bool) (*req
 	if seen[next.url.String()] {
 		return nil, c.stalled(cur, "next page was already fetched")
 	}
-	return next, nil
+	return &next, nil
 }
 
 func (c *Client) stalled(cur *request, why string) error {
