@@ -4,7 +4,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
+	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -18,12 +20,18 @@ import (
 // another host.
 type authenticator interface {
 	authenticate(req *http.Request) error
+	// secrets are what must never appear in an error or a log line,
+	// should a server echo them back.
+	secrets() []string
 }
 
-type basicAuth struct{ header string }
+type basicAuth struct {
+	header   string
+	password string
+}
 
 func newBasicAuth(user, password string) basicAuth {
-	return basicAuth{header: "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+password))}
+	return basicAuth{header: "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+password)), password: password}
 }
 
 func (a basicAuth) authenticate(req *http.Request) error {
@@ -31,12 +39,18 @@ func (a basicAuth) authenticate(req *http.Request) error {
 	return nil
 }
 
-type bearerAuth struct{ header string }
+func (a basicAuth) secrets() []string {
+	return []string{a.password, strings.TrimPrefix(a.header, "Basic ")}
+}
+
+type bearerAuth struct{ token string }
 
 func (a bearerAuth) authenticate(req *http.Request) error {
-	req.Header.Set("Authorization", a.header)
+	req.Header.Set("Authorization", "Bearer "+a.token)
 	return nil
 }
+
+func (a bearerAuth) secrets() []string { return []string{a.token} }
 
 // authTransport attaches credentials to requests for the configured origin
 // only. Because it sits below http.Client, it sees every redirect hop too:
@@ -93,9 +107,12 @@ func hasPort(host string) bool {
 
 // tokenSourceAuth asks the token source for every attempt: oauth2 sources
 // cache the token and refresh it as it expires.
-type tokenSourceAuth struct{ ts oauth2.TokenSource }
+type tokenSourceAuth struct {
+	ts   oauth2.TokenSource
+	last atomic.Pointer[string] // the access token sent last, to redact
+}
 
-func (a tokenSourceAuth) authenticate(req *http.Request) error {
+func (a *tokenSourceAuth) authenticate(req *http.Request) error {
 	tok, err := a.ts.Token()
 	if err != nil {
 		return &credentialsError{err: err}
@@ -103,7 +120,15 @@ func (a tokenSourceAuth) authenticate(req *http.Request) error {
 	if tok == nil || tok.AccessToken == "" {
 		return &credentialsError{err: errors.New("token source returned no access token")}
 	}
+	a.last.Store(&tok.AccessToken)
 	tok.SetAuthHeader(req)
+	return nil
+}
+
+func (a *tokenSourceAuth) secrets() []string {
+	if p := a.last.Load(); p != nil {
+		return []string{*p}
+	}
 	return nil
 }
 
@@ -126,3 +151,33 @@ func (a *connectAuth) authenticate(req *http.Request) error {
 	req.Header.Set("Authorization", "JWT "+tok)
 	return nil
 }
+
+// secrets: the JWTs themselves are caught by redact's pattern.
+func (a *connectAuth) secrets() []string { return []string{a.sharedSecret} }
+
+// jwtPattern matches anything shaped like a JWT (or a JWS-shaped OAuth
+// access token): base64url header "eyJ...", payload, signature.
+var jwtPattern = regexp.MustCompile(`eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*`)
+
+// redact replaces every credential in s with "[REDACTED]".
+func redact(a authenticator, s string) string {
+	if a == nil || s == "" {
+		return s
+	}
+	for _, secret := range a.secrets() {
+		if len(secret) >= 4 {
+			s = strings.ReplaceAll(s, secret, "[REDACTED]")
+		}
+	}
+	return jwtPattern.ReplaceAllString(s, "[REDACTED]")
+}
+
+// redactedError is an error whose text went through redact; errors.Is and
+// errors.As still see the original.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -34,11 +35,13 @@ type Client struct {
 	// Customers creates customers and manages who is a customer of a desk.
 	Customers *CustomersService
 
-	base       *url.URL // scheme and host of the site; Path without trailing "/"
-	httpClient *http.Client
-	userAgent  string
-	logger     *slog.Logger
-	connect    bool // authenticates as a Connect app
+	base        *url.URL // scheme and host of the site; Path without trailing "/"
+	httpClient  *http.Client
+	userAgent   string
+	logger      *slog.Logger
+	auth        authenticator // for redaction; requests get credentials in authTransport
+	connect     bool          // authenticates as a Connect app
+	onRateLimit func(RateLimit)
 
 	maxRetries   int
 	retryWaitMin time.Duration
@@ -79,6 +82,10 @@ func NewClient(baseURL string, opts ...Option) (*Client, error) {
 		return nil, invalidInput("NewClient", "opts",
 			"may hold one way to authenticate, got "+strings.Join(cfg.authOptions, " and "))
 	}
+	if base.Scheme == "http" && cfg.auth != nil && !cfg.insecureHTTP && !isLoopback(base.Hostname()) {
+		return nil, invalidInput("NewClient", "baseURL",
+			"is plain http:// to a host that is not loopback: credentials would travel in clear text; use https:// (or WithInsecurePlainHTTP)")
+	}
 
 	ca, isConnect := cfg.auth.(*connectAuth)
 	if isConnect {
@@ -89,6 +96,8 @@ func NewClient(baseURL string, opts ...Option) (*Client, error) {
 		base:         base,
 		userAgent:    cfg.userAgent,
 		logger:       cfg.logger,
+		auth:         cfg.auth,
+		onRateLimit:  cfg.onRateLimit,
 		maxRetries:   cfg.maxRetries,
 		retryWaitMin: cfg.retryWaitMin,
 		retryWaitMax: cfg.retryWaitMax,
@@ -97,6 +106,15 @@ func NewClient(baseURL string, opts ...Option) (*Client, error) {
 	c.common.client = c
 	c.Customers = (*CustomersService)(&c.common)
 	return c, nil
+}
+
+// isLoopback reports whether host names this machine.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func parseBaseURL(raw string) (*url.URL, error) {
@@ -122,11 +140,16 @@ func parseBaseURL(raw string) (*url.URL, error) {
 	return u, nil
 }
 
+// DefaultTimeout bounds each attempt (connecting, sending, and reading the
+// whole answer) when no [WithHTTPClient] is given, so a server that stops
+// answering cannot hang a call that has no context deadline.
+const DefaultTimeout = 60 * time.Second
+
 // newHTTPClient builds the http.Client the retry loop uses: the user's
 // settings with the credentials added beneath them, per request and only for
 // the configured origin.
 func newHTTPClient(user *http.Client, auth authenticator, origin string) *http.Client {
-	hc := &http.Client{}
+	hc := &http.Client{Timeout: DefaultTimeout}
 	if user != nil {
 		hc.Timeout = user.Timeout
 		hc.Jar = user.Jar
@@ -211,9 +234,11 @@ func (c *Client) do(ctx context.Context, r *request, v any) error {
 
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		e := newError(resp, r.url.EscapedPath(), time.Now())
+		e.Attempts = a.n
 		if e.StatusCode == http.StatusUnauthorized || e.StatusCode == http.StatusForbidden {
 			e.Needs = r.needs.String()
 		}
+		e.redact(c.auth)
 		return e
 	}
 	if v == nil {
@@ -258,7 +283,11 @@ func (c *Client) transportError(ctx context.Context, r *request, err error) erro
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		err = ctxErr
 	}
-	return fmt.Errorf("servicedesk: %s %s: %w", r.method, r.url.EscapedPath(), stripURLError(err))
+	err = fmt.Errorf("servicedesk: %s %s: %w", r.method, r.url.EscapedPath(), stripURLError(err))
+	if msg := redact(c.auth, err.Error()); msg != err.Error() {
+		return &redactedError{msg: msg, err: err}
+	}
+	return err
 }
 
 // stripURLError drops the *url.Error wrapper, which repeats the method and

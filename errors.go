@@ -56,6 +56,10 @@ type Error struct {
 	// Needs says, on a 401 or 403, what the operation requires: the Jira
 	// permission and the OAuth 2.0 and Connect scopes.
 	Needs string
+	// Attempts is how many times the request was sent, retries included.
+	Attempts int
+	// RateLimit holds the rate-limit headers of the answer, if it had any.
+	RateLimit RateLimit
 
 	// path is the request path, for Error().
 	path string
@@ -139,11 +143,30 @@ func newError(resp *http.Response, path string, now time.Time) *Error {
 		e.URL = redactedURL(req.URL)
 	}
 	e.RetryAfter, _ = retryAfter(resp.Header, now)
+	e.RateLimit, _ = rateLimitOf(resp.Header)
 	if resp.Body != nil {
 		e.Body, _ = io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	}
 	e.parseBody(resp.Header.Get("Content-Type"))
 	return e
+}
+
+// redact removes the client's credentials from everything the server sent,
+// should it have echoed them.
+func (e *Error) redact(a authenticator) {
+	if a == nil {
+		return
+	}
+	e.Message = redact(a, e.Message)
+	for i, m := range e.ErrorMessages {
+		e.ErrorMessages[i] = redact(a, m)
+	}
+	for k, v := range e.Errors {
+		e.Errors[k] = redact(a, v)
+	}
+	if body := redact(a, string(e.Body)); body != string(e.Body) {
+		e.Body = []byte(body)
+	}
 }
 
 // parseBody fills the message fields from whichever shape the body has.
@@ -153,7 +176,10 @@ func (e *Error) parseBody(contentType string) {
 		return
 	}
 	var eb errorBody
-	if body[0] == '{' && json.Unmarshal(body, &eb) == nil {
+	// A field of an unexpected type ({"errors":{"a":1}}) spoils only
+	// itself: Unmarshal fills the rest and reports an UnmarshalTypeError.
+	var typeErr *json.UnmarshalTypeError
+	if err := json.Unmarshal(body, &eb); body[0] == '{' && (err == nil || errors.As(err, &typeErr)) {
 		e.ErrorMessages = eb.ErrorMessages
 		e.Errors = eb.Errors
 		if eb.I18nErrorMessage != nil {

@@ -147,7 +147,7 @@ func TestErrorRetryAfter(t *testing.T) {
 	}{
 		"seconds":    {map[string]string{"Retry-After": "7"}, 7 * time.Second, 0},
 		"zero":       {map[string]string{"Retry-After": "0"}, 0, 0},
-		"http date":  {map[string]string{"Retry-After": time.Now().Add(90 * time.Second).UTC().Format(http.TimeFormat)}, 90 * time.Second, 2 * time.Second},
+		"http date":  {map[string]string{"Retry-After": time.Now().Add(90 * time.Second).UTC().Format(http.TimeFormat)}, 90 * time.Second, 10 * time.Second},
 		"reset iso":  {map[string]string{"X-RateLimit-Reset": time.Now().Add(2 * time.Hour).UTC().Format("2006-01-02T15:04Z")}, 2 * time.Hour, 61 * time.Second},
 		"reset past": {map[string]string{"X-RateLimit-Reset": "2024-06-01T12:34Z"}, 0, 0},
 		"none":       {nil, 0, 0},
@@ -165,4 +165,14 @@ func TestErrorRetryAfter(t *testing.T) {
 			assert.InDelta(t, tc.want, apiErr.RetryAfter, float64(tc.within))
 		})
 	}
+}
+
+func TestErrorBodyWithOddTypesKeepsWhatItCan(t *testing.T) {
+	t.Parallel()
+	c, _ := mockClient(t, "https://x.atlassian.net", []reply{{status: 400, body: `{"errorMessage":"Bad desk","errors":{"limit":1,"start":"must be positive"}}`}})
+	err := c.Customers.Add(context.Background(), "1", servicedesk.CustomerIDs{AccountIDs: []string{"a"}})
+	var apiErr *servicedesk.Error
+	require.ErrorAs(t, err, &apiErr)
+	assert.Equal(t, "Bad desk", apiErr.Message)
+	assert.Equal(t, "must be positive", apiErr.Errors["start"])
 }

@@ -37,6 +37,8 @@ type config struct {
 	retryWaitMax time.Duration
 	logger       *slog.Logger
 	userAgent    string
+	insecureHTTP bool
+	onRateLimit  func(RateLimit)
 }
 
 func defaultConfig() config {
@@ -77,7 +79,7 @@ func WithBearerToken(token string) Option {
 		if strings.TrimSpace(token) == "" {
 			return invalidInput("WithBearerToken", "token", "must not be empty")
 		}
-		c.setAuth("WithBearerToken", bearerAuth{header: "Bearer " + token})
+		c.setAuth("WithBearerToken", bearerAuth{token: token})
 		return nil
 	})
 }
@@ -92,7 +94,7 @@ func WithTokenSource(ts oauth2.TokenSource) Option {
 		if ts == nil {
 			return invalidInput("WithTokenSource", "ts", "must not be nil")
 		}
-		c.setAuth("WithTokenSource", tokenSourceAuth{ts: ts})
+		c.setAuth("WithTokenSource", &tokenSourceAuth{ts: ts})
 		return nil
 	})
 }
@@ -163,6 +165,29 @@ func WithRetryWait(min, max time.Duration) Option {
 func WithLogger(l *slog.Logger) Option {
 	return optionFunc(func(c *config) error {
 		c.logger = l
+		return nil
+	})
+}
+
+// WithInsecurePlainHTTP allows credentials over plain http:// to a host that
+// is not loopback. Without it NewClient refuses such a base URL, since the
+// credentials would cross the network in clear text.
+func WithInsecurePlainHTTP() Option {
+	return optionFunc(func(c *config) error {
+		c.insecureHTTP = true
+		return nil
+	})
+}
+
+// WithRateLimitHook calls fn after every answer that carries Jira's
+// rate-limit headers, successful or not, so a bulk job can slow down before
+// it is throttled. fn runs on the goroutine of the call and must be quick.
+func WithRateLimitHook(fn func(RateLimit)) Option {
+	return optionFunc(func(c *config) error {
+		if fn == nil {
+			return invalidInput("WithRateLimitHook", "fn", "must not be nil")
+		}
+		c.onRateLimit = fn
 		return nil
 	})
 }

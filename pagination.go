@@ -160,15 +160,16 @@ func (c *Client) resolveNext(links PageLinks) (*url.URL, bool) {
 	return c.apiURL(rel, q), true
 }
 
-// safeRelPath reports whether an escaped relative path stays below the API
-// root: no empty, "." or ".." segment, escaped or not.
+// safeRelPath reports whether an escaped relative path from a server's link
+// stays below the API root however a proxy decodes it: no empty, "." or
+// ".." segment, and no escaped "/" or "\\", escaped or not.
 func safeRelPath(rel string) bool {
 	if rel == "" {
 		return false
 	}
 	for _, seg := range strings.Split(rel, "/") {
 		s, err := url.PathUnescape(seg)
-		if err != nil || s == "" || s == "." || s == ".." {
+		if err != nil || s == "" || s == "." || s == ".." || strings.ContainsAny(s, "/\\") {
 			return false
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -53,7 +54,14 @@ func (a *attempts) beforeAttempt(_ retryablehttp.Logger, _ *http.Request, _ int)
 // how long to wait first.
 func (a *attempts) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
 	a.n++
-	a.logAttempt(resp, err)
+	var rl RateLimit
+	var hasRL bool
+	if resp != nil {
+		if rl, hasRL = rateLimitOf(resp.Header); hasRL && a.client.onRateLimit != nil {
+			a.client.onRateLimit(rl)
+		}
+	}
+	a.logAttempt(ctx, resp, err, rl, hasRL)
 	if ctx.Err() != nil || a.n > a.client.maxRetries {
 		return false, nil
 	}
@@ -73,7 +81,7 @@ func (a *attempts) checkRetry(ctx context.Context, resp *http.Response, err erro
 		return false, nil
 	}
 	a.wait = wait
-	a.logRetry(reason, wait)
+	a.logRetry(ctx, reason, wait)
 	return true, nil
 }
 
@@ -100,7 +108,7 @@ func (a *attempts) retryReason(resp *http.Response, err error) string {
 	case http.StatusInternalServerError, http.StatusBadGateway,
 		http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 		if a.req.idempotent {
-			return resp.Status
+			return strconv.Itoa(resp.StatusCode) + " " + http.StatusText(resp.StatusCode)
 		}
 	}
 	return ""
@@ -162,7 +170,7 @@ type credentialsError struct{ err error }
 func (e *credentialsError) Error() string { return "credentials: " + e.err.Error() }
 func (e *credentialsError) Unwrap() error { return e.err }
 
-func (a *attempts) logAttempt(resp *http.Response, err error) {
+func (a *attempts) logAttempt(ctx context.Context, resp *http.Response, err error, rl RateLimit, hasRL bool) {
 	l := a.client.logger
 	if l == nil {
 		return
@@ -179,15 +187,18 @@ func (a *attempts) logAttempt(resp *http.Response, err error) {
 			attrs = append(attrs, slog.String("request_id", id))
 		}
 	}
-	if err != nil {
-		attrs = append(attrs, slog.String("error", err.Error()))
+	if hasRL && rl.Remaining >= 0 {
+		attrs = append(attrs, slog.Int("ratelimit_remaining", rl.Remaining))
 	}
-	l.LogAttrs(context.Background(), slog.LevelDebug, "servicedesk: attempt", attrs...)
+	if err != nil {
+		attrs = append(attrs, slog.String("error", redact(a.client.auth, err.Error())))
+	}
+	l.LogAttrs(ctx, slog.LevelDebug, "servicedesk: attempt", attrs...)
 }
 
-func (a *attempts) logRetry(reason string, wait time.Duration) {
+func (a *attempts) logRetry(ctx context.Context, reason string, wait time.Duration) {
 	if l := a.client.logger; l != nil {
-		l.LogAttrs(context.Background(), slog.LevelWarn, "servicedesk: retrying",
+		l.LogAttrs(ctx, slog.LevelWarn, "servicedesk: retrying",
 			slog.String("method", a.req.method),
 			slog.String("path", a.req.url.EscapedPath()),
 			slog.Int("attempt", a.n),

@@ -1,0 +1,74 @@
+package servicedesk
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestBackoffStaysWithinBounds(t *testing.T) {
+	t.Parallel()
+	min, max := 100*time.Millisecond, 2*time.Second
+	for retry := 0; retry < 40; retry++ {
+		ceiling := max
+		if retry < 5 {
+			ceiling = min << retry
+		}
+		for i := 0; i < 200; i++ {
+			w := backoff(min, max, retry)
+			require.GreaterOrEqual(t, w, min)
+			require.LessOrEqual(t, w, ceiling, "retry %d", retry)
+		}
+	}
+	assert.Equal(t, time.Duration(0), backoff(0, 0, 3))
+	assert.Equal(t, time.Second, backoff(time.Second, time.Second, 10))
+}
+
+// TestServerWaitIsAFloor: whatever the jitter picks, the wait is at least
+// what Retry-After (seconds or HTTP date) or X-RateLimit-Reset asks, even
+// above the configured maximum.
+func TestServerWaitIsAFloor(t *testing.T) {
+	t.Parallel()
+	c := &Client{maxRetries: 3, retryWaitMin: time.Millisecond, retryWaitMax: 2 * time.Millisecond}
+	now := time.Now()
+	cases := map[string]struct {
+		header http.Header
+		floor  time.Duration
+	}{
+		"seconds":   {http.Header{"Retry-After": {"3"}}, 3 * time.Second},
+		"http date": {http.Header{"Retry-After": {now.Add(10 * time.Second).UTC().Format(http.TimeFormat)}}, 8 * time.Second},
+		"reset":     {http.Header{"X-Ratelimit-Reset": {now.Add(5 * time.Minute).UTC().Format("2006-01-02T15:04Z")}}, 4 * time.Minute},
+		"zero with reset": {http.Header{"Retry-After": {"0"}, "X-Ratelimit-Reset": {now.Add(2 * time.Second).UTC().Format(time.RFC3339Nano)}},
+			1500 * time.Millisecond},
+	}
+	for name, tc := range cases {
+		a := &attempts{client: c, req: &request{method: http.MethodGet, idempotent: true}}
+		retry, err := a.checkRetry(context.Background(), &http.Response{StatusCode: 429, Header: tc.header}, nil)
+		require.NoError(t, err)
+		require.True(t, retry, name)
+		assert.GreaterOrEqual(t, a.backoff(0, 0, 0, nil), tc.floor, name)
+	}
+}
+
+func TestRetryPolicy(t *testing.T) {
+	t.Parallel()
+	c := &Client{maxRetries: 3, retryWaitMin: time.Millisecond, retryWaitMax: time.Millisecond}
+	for status, want := range map[int][2]bool{ // {idempotent, create}
+		429: {true, true}, 500: {true, false}, 502: {true, false}, 503: {true, false}, 504: {true, false},
+		400: {false, false}, 401: {false, false}, 404: {false, false}, 409: {false, false}, 412: {false, false}, 501: {false, false},
+	} {
+		for i, idempotent := range []bool{true, false} {
+			a := &attempts{client: c, req: &request{method: http.MethodPost, idempotent: idempotent}}
+			got, _ := a.checkRetry(context.Background(), &http.Response{StatusCode: status, Header: http.Header{}}, nil)
+			assert.Equal(t, want[i], got, "status %d idempotent %v", status, idempotent)
+		}
+	}
+	// No retry once attempts are spent.
+	a := &attempts{client: c, req: &request{idempotent: true}, n: 3}
+	got, _ := a.checkRetry(context.Background(), &http.Response{StatusCode: 503, Header: http.Header{}}, nil)
+	assert.False(t, got)
+}
