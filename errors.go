@@ -234,7 +234,7 @@ func excerpt(body []byte, contentType string) string {
 		}
 		text = html.UnescapeString(text)
 	}
-	text = strings.Join(strings.Fields(text), " ")
+	text = strings.Join(strings.Fields(strings.ToValidUTF8(text, "\uFFFD")), " ")
 	if len(text) > maxMessage {
 		cut := maxMessage
 		for cut > 0 && !utf8.RuneStart(text[cut]) {
@@ -242,7 +242,7 @@ func excerpt(body []byte, contentType string) string {
 		}
 		text = text[:cut] + "…"
 	}
-	return strings.ToValidUTF8(text, "\uFFFD")
+	return text
 }
 
 // retryAfter reads how long the server asks us to wait: the longer of

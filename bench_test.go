@@ -1,0 +1,416 @@
+package servicedesk_test
+
+// Benchmarks: the SDK beside a raw net/http + encoding/json baseline doing
+// the same work (same headers, same body, keep-alive, every field decoded)
+// against one in-process loopback server with pre-rendered bodies. Run with
+// `make bench`; benchstat -col /impl turns the pairs into ratios.
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"runtime"
+	"runtime/metrics"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/servicedesk-go/servicedesk"
+)
+
+// benchServer serves pre-rendered answers. A desk page is a fixed block of
+// pageSize customers (every field set, 62.7 KB for 50) behind a small
+// header with start, isLastPage and the next link; total bounds the desk.
+type benchServer struct {
+	*httptest.Server
+	customer []byte // one rendered customer, the Create answer
+	values   []byte // `"values":[...]` for a full page
+	total    atomic.Int64
+	latency  time.Duration
+	fail503  atomic.Int32 // answer this many 503s first
+}
+
+const pageSize = 50
+
+func newBenchServer(b *testing.B) *benchServer {
+	b.Helper()
+	s := &benchServer{}
+	s.total.Store(pageSize)
+	cust := fred()
+	s.customer, _ = json.Marshal(cust)
+	var buf bytes.Buffer
+	buf.WriteString(`"values":[`)
+	for i := 0; i < pageSize; i++ {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		c := cust
+		c.AccountID = fmt.Sprintf("qm:a713c8ea-1075-4e30-9d96-891a7d181739:%023d", i)
+		c.Name, c.Key = c.AccountID, c.AccountID
+		one, _ := json.Marshal(c)
+		buf.Write(one)
+	}
+	buf.WriteByte(']')
+	s.values = buf.Bytes()
+	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
+	b.Cleanup(s.Close)
+	return s
+}
+
+func (s *benchServer) serve(w http.ResponseWriter, r *http.Request) {
+	if s.latency > 0 {
+		time.Sleep(s.latency)
+	}
+	_, _ = io.Copy(io.Discard, r.Body)
+	if s.fail503.Load() > 0 {
+		s.fail503.Add(-1)
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	switch r.Method {
+	case http.MethodPost:
+		if r.URL.Path == "/rest/servicedeskapi/customer" {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusCreated)
+			_, _ = w.Write(s.customer)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	case http.MethodDelete:
+		w.WriteHeader(http.StatusNoContent)
+	case http.MethodGet:
+		start, _ := strconv.Atoi(r.URL.Query().Get("start"))
+		total := int(s.total.Load())
+		last := start+pageSize >= total
+		w.Header().Set("Content-Type", "application/json")
+		var head []byte
+		head = fmt.Appendf(head, `{"_expands":[],"size":%d,"start":%d,"limit":%d,"isLastPage":%t,"_links":{"base":"%s/rest/servicedeskapi","context":""`,
+			pageSize, start, pageSize, last, s.URL)
+		if !last {
+			head = fmt.Appendf(head, `,"next":"%s%s?limit=%d&start=%d"`, s.URL, r.URL.Path, pageSize, start+pageSize)
+		}
+		head = append(head, "},"...)
+		_, _ = w.Write(head)
+		_, _ = w.Write(s.values)
+		_, _ = w.Write([]byte("}"))
+	}
+}
+
+func (s *benchServer) client(b *testing.B, opts ...servicedesk.Option) *servicedesk.Client {
+	b.Helper()
+	opts = append([]servicedesk.Option{
+		servicedesk.WithBasicAuth(testEmail, testToken),
+		servicedesk.WithHTTPClient(&http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}),
+	}, opts...)
+	c, err := servicedesk.NewClient(s.URL, opts...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return c
+}
+
+// The raw baseline: what a careful hand-written client does.
+
+type rawCustomer struct {
+	AccountID    string `json:"accountId"`
+	Name         string `json:"name"`
+	Key          string `json:"key"`
+	EmailAddress string `json:"emailAddress"`
+	DisplayName  string `json:"displayName"`
+	Active       bool   `json:"active"`
+	TimeZone     string `json:"timeZone"`
+	Links        struct {
+		Self       string            `json:"self"`
+		JiraRest   string            `json:"jiraRest"`
+		AvatarURLs map[string]string `json:"avatarUrls"`
+	} `json:"_links"`
+}
+
+type rawPage struct {
+	Size       int           `json:"size"`
+	Start      int           `json:"start"`
+	Limit      int           `json:"limit"`
+	IsLastPage bool          `json:"isLastPage"`
+	Values     []rawCustomer `json:"values"`
+	Expands    []string      `json:"_expands"`
+	Links      struct {
+		Self, Base, Context, Next, Prev string
+	} `json:"_links"`
+}
+
+type rawClient struct {
+	hc   *http.Client
+	base string
+	auth string
+}
+
+func newRawClient(s *benchServer) *rawClient {
+	return &rawClient{
+		hc:   &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}},
+		base: s.URL,
+		auth: "Basic " + base64.StdEncoding.EncodeToString([]byte(testEmail+":"+testToken)),
+	}
+}
+
+func (r *rawClient) do(method, u string, body []byte, experimental bool, v any) error {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(context.Background(), method, u, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "raw/1")
+	req.Header.Set("Authorization", r.auth)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if experimental {
+		req.Header.Set("X-ExperimentalApi", "opt-in")
+	}
+	resp, err := r.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	if v != nil {
+		return json.NewDecoder(resp.Body).Decode(v)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return nil
+}
+
+func (r *rawClient) create() (*rawCustomer, error) {
+	body, _ := json.Marshal(map[string]string{"email": "fred@example.com", "displayName": "Fred F. User"})
+	c := new(rawCustomer)
+	return c, r.do(http.MethodPost, r.base+"/rest/servicedeskapi/customer", body, false, c)
+}
+
+func (r *rawClient) list(start int) (*rawPage, error) {
+	q := url.Values{"limit": {strconv.Itoa(pageSize)}}
+	if start > 0 {
+		q.Set("start", strconv.Itoa(start))
+	}
+	p := new(rawPage)
+	return p, r.do(http.MethodGet, r.base+"/rest/servicedeskapi/servicedesk/1/customer?"+q.Encode(), nil, true, p)
+}
+
+var benchIDs = servicedesk.CustomerIDs{AccountIDs: []string{fredID, "qm:second"}}
+
+func BenchmarkCreate(b *testing.B) {
+	s := newBenchServer(b)
+	req := servicedesk.CreateCustomerRequest{Email: "fred@example.com", DisplayName: "Fred F. User"}
+	b.Run("impl=sdk", func(b *testing.B) {
+		c, ctx := s.client(b), context.Background()
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if _, err := c.Customers.Create(ctx, req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("impl=raw", func(b *testing.B) {
+		r := newRawClient(s)
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if _, err := r.create(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func BenchmarkList(b *testing.B) {
+	s := newBenchServer(b)
+	s.total.Store(1 << 30)
+	b.Run("impl=sdk", func(b *testing.B) {
+		c, ctx := s.client(b), context.Background()
+		opts := &servicedesk.ListCustomersOptions{Limit: pageSize}
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			p, err := c.Customers.List(ctx, "1", opts)
+			if err != nil || len(p.Values) != pageSize {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("impl=raw", func(b *testing.B) {
+		r := newRawClient(s)
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			p, err := r.list(0)
+			if err != nil || len(p.Values) != pageSize {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func benchChange(b *testing.B, method string) {
+	s := newBenchServer(b)
+	body, _ := json.Marshal(benchIDs)
+	b.Run("impl=sdk", func(b *testing.B) {
+		c, ctx := s.client(b), context.Background()
+		call := c.Customers.Add
+		if method == http.MethodDelete {
+			call = c.Customers.Remove
+		}
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if err := call(ctx, "1", benchIDs); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("impl=raw", func(b *testing.B) {
+		r := newRawClient(s)
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if err := r.do(method, r.base+"/rest/servicedeskapi/servicedesk/1/customer", body, method == http.MethodDelete, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func BenchmarkAdd(b *testing.B)    { benchChange(b, http.MethodPost) }
+func BenchmarkRemove(b *testing.B) { benchChange(b, http.MethodDelete) }
+
+// heapSampler tracks the peak of live heap objects above where it started.
+type heapSampler struct {
+	sample []metrics.Sample
+	base   uint64
+	peak   uint64
+}
+
+func newHeapSampler() *heapSampler {
+	runtime.GC()
+	h := &heapSampler{sample: []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}}
+	metrics.Read(h.sample)
+	h.base = h.sample[0].Value.Uint64()
+	return h
+}
+
+func (h *heapSampler) read() {
+	metrics.Read(h.sample)
+	if v := h.sample[0].Value.Uint64(); v > h.base && v-h.base > h.peak {
+		h.peak = v - h.base
+	}
+}
+
+func BenchmarkWalk(b *testing.B) {
+	for _, n := range []int{1_000, 10_000, 100_000} {
+		b.Run(fmt.Sprintf("customers=%d/impl=sdk", n), func(b *testing.B) {
+			s := newBenchServer(b)
+			s.total.Store(int64(n))
+			c, ctx := s.client(b), context.Background()
+			heap := newHeapSampler()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				got := 0
+				for _, err := range c.Customers.All(ctx, "1", nil) {
+					if err != nil {
+						b.Fatal(err)
+					}
+					if got++; got%pageSize == 0 {
+						heap.read()
+					}
+				}
+				if got != n {
+					b.Fatalf("walked %d customers, want %d", got, n)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/customer")
+			b.ReportMetric(float64(heap.peak)/1024, "peak-heap-KB")
+		})
+		b.Run(fmt.Sprintf("customers=%d/impl=raw", n), func(b *testing.B) {
+			s := newBenchServer(b)
+			s.total.Store(int64(n))
+			r := newRawClient(s)
+			heap := newHeapSampler()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				got := 0
+				for start := 0; ; {
+					p, err := r.list(start)
+					if err != nil {
+						b.Fatal(err)
+					}
+					got += len(p.Values)
+					heap.read()
+					if p.IsLastPage {
+						break
+					}
+					start += p.Size
+				}
+				if got != n {
+					b.Fatalf("walked %d customers, want %d", got, n)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/customer")
+			b.ReportMetric(float64(heap.peak)/1024, "peak-heap-KB")
+		})
+	}
+}
+
+// BenchmarkWalkLatency: every request costs the server 5 ms; the walk
+// should cost pages × 5 ms and not much more.
+func BenchmarkWalkLatency(b *testing.B) {
+	const n, latency = 1_000, 5 * time.Millisecond
+	s := newBenchServer(b)
+	s.total.Store(n)
+	s.latency = latency
+	c, ctx := s.client(b), context.Background()
+	pages := (n + pageSize - 1) / pageSize
+	for i := 0; i < b.N; i++ {
+		for _, err := range c.Customers.All(ctx, "1", nil) {
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed())/float64(b.N)/float64(time.Duration(pages)*latency), "x-pages*latency")
+}
+
+func BenchmarkConnectJWT(b *testing.B) {
+	s := newBenchServer(b)
+	b.Run("impl=sdk", func(b *testing.B) {
+		c, err := servicedesk.NewClient(s.URL, servicedesk.WithConnectJWT("com.example.app", "shared-secret"),
+			servicedesk.WithHTTPClient(&http.Client{Transport: &http.Transport{}}))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if err := c.Customers.Add(context.Background(), "1", benchIDs); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkRetry: one 503 then success, with a 1 ms wait.
+func BenchmarkRetry(b *testing.B) {
+	s := newBenchServer(b)
+	c := s.client(b, servicedesk.WithRetryWait(time.Millisecond, time.Millisecond))
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		s.fail503.Store(1)
+		if err := c.Customers.Add(context.Background(), "1", benchIDs); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
