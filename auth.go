@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -25,49 +26,57 @@ type authenticator interface {
 	secrets() []string
 }
 
-type basicAuth struct {
-	header   string
-	password string
+// staticAuth sends the same Authorization header every time: Basic, or a
+// bearer token. The header's value is built once.
+type staticAuth struct {
+	header []string // the Authorization header's value
+	secret []string // what to redact
 }
 
-func newBasicAuth(user, password string) basicAuth {
-	return basicAuth{header: "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+password)), password: password}
+func newBasicAuth(user, password string) staticAuth {
+	encoded := base64.StdEncoding.EncodeToString([]byte(user + ":" + password))
+	return staticAuth{header: []string{"Basic " + encoded}, secret: []string{password, encoded}}
 }
 
-func (a basicAuth) authenticate(req *http.Request) error {
-	req.Header.Set("Authorization", a.header)
+func newBearerAuth(token string) staticAuth {
+	return staticAuth{header: []string{"Bearer " + token}, secret: []string{token}}
+}
+
+func (a staticAuth) authenticate(req *http.Request) error {
+	req.Header["Authorization"] = a.header
 	return nil
 }
 
-func (a basicAuth) secrets() []string {
-	return []string{a.password, strings.TrimPrefix(a.header, "Basic ")}
-}
-
-type bearerAuth struct{ token string }
-
-func (a bearerAuth) authenticate(req *http.Request) error {
-	req.Header.Set("Authorization", "Bearer "+a.token)
-	return nil
-}
-
-func (a bearerAuth) secrets() []string { return []string{a.token} }
+func (a staticAuth) secrets() []string { return a.secret }
 
 // authTransport attaches credentials to requests for the configured origin
 // only. Because it sits below http.Client, it sees every redirect hop too:
 // a hop to another scheme, host or port goes out without credentials.
 type authTransport struct {
-	base   http.RoundTripper
-	auth   authenticator
-	origin string // scheme://host:port, lower case
+	base         http.RoundTripper
+	auth         authenticator
+	scheme, host string // as configured, for the fast comparison
+	origin       string // scheme://host:port, lower case
+}
+
+func (t *authTransport) sameOrigin(u *url.URL) bool {
+	if u.Scheme == t.scheme && u.Host == t.host {
+		return true
+	}
+	return origin(u.Scheme, u.Host) == t.origin
 }
 
 func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if t.auth == nil || origin(req.URL.Scheme, req.URL.Host) != t.origin {
+	if t.auth == nil || !t.sameOrigin(req.URL) {
 		return t.base.RoundTrip(req)
 	}
-	// A RoundTripper must not modify the caller's request.
+	// A RoundTripper must not modify the caller's request: work on a
+	// copy whose header map is new (the value slices are only read).
 	r := *req
-	r.Header = req.Header.Clone()
+	r.Header = make(http.Header, len(req.Header)+1)
+	for k, v := range req.Header {
+		r.Header[k] = v
+	}
 	if err := t.auth.authenticate(&r); err != nil {
 		if req.Body != nil {
 			req.Body.Close()

@@ -1,20 +1,19 @@
 package servicedesk
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"mime"
 	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/hashicorp/go-retryablehttp"
 )
 
@@ -37,7 +36,7 @@ type Client struct {
 
 	base        *url.URL // scheme and host of the site; Path without trailing "/"
 	httpClient  *http.Client
-	userAgent   string
+	userAgent   []string // the User-Agent header's value
 	logger      *slog.Logger
 	auth        authenticator // for redaction; requests get credentials in authTransport
 	connect     bool          // authenticates as a Connect app
@@ -94,7 +93,7 @@ func NewClient(baseURL string, opts ...Option) (*Client, error) {
 	c := &Client{
 		connect:      isConnect,
 		base:         base,
-		userAgent:    cfg.userAgent,
+		userAgent:    []string{cfg.userAgent},
 		logger:       cfg.logger,
 		auth:         cfg.auth,
 		onRateLimit:  cfg.onRateLimit,
@@ -102,7 +101,7 @@ func NewClient(baseURL string, opts ...Option) (*Client, error) {
 		retryWaitMin: cfg.retryWaitMin,
 		retryWaitMax: cfg.retryWaitMax,
 	}
-	c.httpClient = newHTTPClient(cfg.httpClient, cfg.auth, origin(base.Scheme, base.Host))
+	c.httpClient = newHTTPClient(cfg.httpClient, cfg.auth, base)
 	c.common.client = c
 	c.Customers = (*CustomersService)(&c.common)
 	return c, nil
@@ -148,7 +147,7 @@ const DefaultTimeout = 60 * time.Second
 // newHTTPClient builds the http.Client the retry loop uses: the user's
 // settings with the credentials added beneath them, per request and only for
 // the configured origin.
-func newHTTPClient(user *http.Client, auth authenticator, origin string) *http.Client {
+func newHTTPClient(user *http.Client, auth authenticator, base *url.URL) *http.Client {
 	hc := &http.Client{Timeout: DefaultTimeout}
 	if user != nil {
 		hc.Timeout = user.Timeout
@@ -162,7 +161,8 @@ func newHTTPClient(user *http.Client, auth authenticator, origin string) *http.C
 	// authTransport does not implement CloseIdleConnections on purpose:
 	// retryablehttp calls it after failures, and it must not close the idle
 	// connections of a Transport the whole program may share.
-	hc.Transport = &authTransport{base: hc.Transport, auth: auth, origin: origin}
+	hc.Transport = &authTransport{base: hc.Transport, auth: auth,
+		scheme: base.Scheme, host: base.Host, origin: origin(base.Scheme, base.Host)}
 	return hc
 }
 
@@ -253,26 +253,39 @@ func (c *Client) do(ctx context.Context, r *request, v any) error {
 	return nil
 }
 
+// Header values shared by every request. http.Header maps them by
+// reference; nothing below the SDK writes into a value slice (Set and Add
+// replace or grow it), so sharing saves an allocation per header.
+var (
+	jsonValue  = []string{"application/json"}
+	optInValue = []string{"opt-in"}
+)
+
 func (c *Client) newHTTPRequest(ctx context.Context, r *request) (*retryablehttp.Request, error) {
-	var body io.Reader
-	if r.body != nil {
-		body = bytes.NewReader(r.body)
-	}
-	hr, err := http.NewRequestWithContext(ctx, r.method, r.url.String(), body)
-	if err != nil {
-		return nil, fmt.Errorf("servicedesk: %s %s: %w", r.method, r.url.EscapedPath(), err)
-	}
-	hr.Header.Set("Accept", "application/json")
-	hr.Header.Set("User-Agent", c.userAgent)
-	if r.body != nil {
-		hr.Header.Set("Content-Type", "application/json")
-	}
+	h := make(http.Header, 5)
+	h["Accept"] = jsonValue
+	h["User-Agent"] = c.userAgent
 	if r.experimental {
-		hr.Header.Set("X-ExperimentalApi", "opt-in")
+		h["X-Experimentalapi"] = optInValue
 	}
-	req, err := retryablehttp.FromRequest(hr)
-	if err != nil {
-		return nil, fmt.Errorf("servicedesk: %s %s: %w", r.method, r.url.EscapedPath(), err)
+	// The URL is already built: hand it over rather than render and parse
+	// it again, as http.NewRequest would.
+	hr := (&http.Request{
+		Method:     r.method,
+		URL:        r.url,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     h,
+		Host:       r.url.Host,
+	}).WithContext(ctx)
+	req := &retryablehttp.Request{Request: hr}
+	if r.body != nil {
+		h["Content-Type"] = jsonValue
+		// SetBody on a []byte: each attempt reads the same bytes again.
+		if err := req.SetBody(r.body); err != nil {
+			return nil, fmt.Errorf("servicedesk: %s %s: %w", r.method, r.url.EscapedPath(), err)
+		}
 	}
 	return req, nil
 }
@@ -300,38 +313,48 @@ func stripURLError(err error) error {
 	return err
 }
 
+// decodeOptions keep encoding/json's leniency where the v2 decoder is
+// strict by default: one customer with a broken byte in its name, or a
+// repeated key, must not make a whole page unreadable.
+var decodeOptions = json.JoinOptions(jsontext.AllowInvalidUTF8(true), jsontext.AllowDuplicateNames(true))
+
 // decodeJSON decodes a success body, refusing what is not a JSON answer:
 // another content type (an HTML login page), a body over maxResponseBody,
-// or a truncated one.
+// a truncated one, or anything but an object.
+//
+// It decodes with github.com/go-json-experiment/json, the future
+// encoding/json/v2: three times as fast as encoding/json on a page of
+// customers, with a quarter of the allocations (BENCHMARKS.md).
 func decodeJSON(resp *http.Response, v any) error {
-	if ct := resp.Header.Get("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-			return fmt.Errorf("content type %q is not JSON", ct)
-		}
+	if ct := resp.Header.Get("Content-Type"); ct != "" && !isJSON(ct) {
+		return fmt.Errorf("content type %q is not JSON", ct)
 	}
 	lr := &limitedReader{r: resp.Body, n: maxResponseBody}
-	if err := json.NewDecoder(lr).Decode(v); err != nil {
-		if lr.exceeded {
-			return fmt.Errorf("body larger than %d bytes", maxResponseBody)
-		}
-		if errors.Is(err, io.EOF) {
-			return errors.New("empty body")
-		}
-		return err
-	}
-	if lr.exceeded {
+	err := json.UnmarshalRead(lr, v, decodeOptions)
+	switch {
+	case lr.exceeded:
 		return fmt.Errorf("body larger than %d bytes", maxResponseBody)
-	}
-	if lr.first != '{' {
+	case lr.first == 0:
+		return errors.New("empty body")
+	case lr.first != '{':
 		// Every answer of this API is an object; "null" would decode
 		// into a zero value without complaint.
 		return errors.New("body is not a JSON object")
+	case err != nil:
+		return err
 	}
 	if vv, ok := v.(interface{ validate() error }); ok {
 		return vv.validate()
 	}
 	return nil
+}
+
+// isJSON reports whether a Content-Type names JSON: application/json or a
+// +json type, any parameters. (mime.ParseMediaType would allocate a map.)
+func isJSON(contentType string) bool {
+	mt, _, _ := strings.Cut(contentType, ";")
+	mt = strings.ToLower(strings.TrimSpace(mt))
+	return mt == "application/json" || strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json")
 }
 
 // limitedReader is io.LimitReader that remembers it cut the body short, and

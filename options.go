@@ -79,7 +79,7 @@ func WithBearerToken(token string) Option {
 		if strings.TrimSpace(token) == "" {
 			return invalidInput("WithBearerToken", "token", "must not be empty")
 		}
-		c.setAuth("WithBearerToken", bearerAuth{token: token})
+		c.setAuth("WithBearerToken", newBearerAuth(token))
 		return nil
 	})
 }

@@ -21,6 +21,7 @@ import (
 // bound to it, so the policy knows the operation, counts attempts and chooses
 // each wait before retryablehttp sleeps.
 type attempts struct {
+	rc     retryablehttp.Client
 	client *Client
 	req    *request
 	n      int           // attempts made so far
@@ -34,7 +35,7 @@ type attempts struct {
 // API's own policy.
 func (a *attempts) retryClient() *retryablehttp.Client {
 	c := a.client
-	return &retryablehttp.Client{
+	a.rc = retryablehttp.Client{
 		HTTPClient:     c.httpClient,
 		RetryMax:       c.maxRetries,
 		RetryWaitMin:   c.retryWaitMin,
@@ -44,6 +45,7 @@ func (a *attempts) retryClient() *retryablehttp.Client {
 		ErrorHandler:   retryablehttp.PassthroughErrorHandler,
 		RequestLogHook: a.beforeAttempt,
 	}
+	return &a.rc
 }
 
 func (a *attempts) beforeAttempt(_ retryablehttp.Logger, _ *http.Request, _ int) {
