@@ -41,6 +41,7 @@ type Client struct {
 	auth        authenticator // for redaction; requests get credentials in authTransport
 	connect     bool          // authenticates as a Connect app
 	onRateLimit func(RateLimit)
+	prefetch    bool // All and Pages fetch the next page ahead
 
 	maxRetries   int
 	retryWaitMin time.Duration
@@ -97,6 +98,7 @@ func NewClient(baseURL string, opts ...Option) (*Client, error) {
 		logger:       cfg.logger,
 		auth:         cfg.auth,
 		onRateLimit:  cfg.onRateLimit,
+		prefetch:     cfg.prefetch,
 		maxRetries:   cfg.maxRetries,
 		retryWaitMin: cfg.retryWaitMin,
 		retryWaitMax: cfg.retryWaitMax,

@@ -39,6 +39,7 @@ type config struct {
 	userAgent    string
 	insecureHTTP bool
 	onRateLimit  func(RateLimit)
+	prefetch     bool
 }
 
 func defaultConfig() config {
@@ -188,6 +189,18 @@ func WithRateLimitHook(fn func(RateLimit)) Option {
 			return invalidInput("WithRateLimitHook", "fn", "must not be nil")
 		}
 		c.onRateLimit = fn
+		return nil
+	})
+}
+
+// WithPrefetch makes All and Pages request the next page while the caller
+// is still working through the current one, hiding the server's latency
+// (the walk then holds two pages, not one). The price: when the loop
+// breaks early, the request for the next page has already gone out; it is
+// cancelled and its answer dropped.
+func WithPrefetch() Option {
+	return optionFunc(func(c *config) error {
+		c.prefetch = true
 		return nil
 	})
 }

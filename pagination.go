@@ -33,32 +33,90 @@ type PageLinks struct {
 
 // pages walks a list endpoint page by page from first on, following
 // _links.next safely (see [Client.nextRequest]). A non-nil err (bad input)
-// is yielded once instead. One page is held at a time: memory stays flat
-// however long the list.
+// is yielded once instead. One page is held at a time (two with
+// WithPrefetch): memory stays flat however long the list.
 func pages[T any](ctx context.Context, c *Client, first *request, err error) iter.Seq2[*Page[T], error] {
 	return func(yield func(*Page[T], error) bool) {
 		if err != nil {
 			yield(nil, err)
 			return
 		}
-		seen := map[string]bool{}
-		for r := first; r != nil; {
-			seen[r.url.String()] = true
+		fetch := func(ctx context.Context, r *request) (*Page[T], error) {
 			page := new(Page[T])
 			if err := c.do(ctx, r, page); err != nil {
-				yield(nil, err)
-				return
+				return nil, err
 			}
-			if !yield(page, nil) {
-				return
-			}
-			next, err := c.nextRequest(r, page.cursor(), seen)
+			return page, nil
+		}
+		var ahead *prefetch[*Page[T]]
+		defer func() { ahead.stop() }()
+
+		seen := map[string]bool{first.url.String(): true}
+		r := first
+		page, err := fetch(ctx, r)
+		for {
 			if err != nil {
 				yield(nil, err)
 				return
 			}
+			next, nextErr := c.nextRequest(r, page.cursor(), seen)
+			if next != nil {
+				seen[next.url.String()] = true
+				if c.prefetch {
+					ahead = startPrefetch(ctx, next, fetch)
+				}
+			}
+			if !yield(page, nil) {
+				return
+			}
+			if nextErr != nil {
+				yield(nil, nextErr)
+				return
+			}
+			if next == nil {
+				return
+			}
+			if ahead != nil {
+				page, err = ahead.wait()
+			} else {
+				page, err = fetch(ctx, next)
+			}
 			r = next
 		}
+	}
+}
+
+// prefetch is one page being fetched while the caller works on the last.
+type prefetch[P any] struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	page   P
+	err    error
+}
+
+func startPrefetch[P any](ctx context.Context, r *request, fetch func(context.Context, *request) (P, error)) *prefetch[P] {
+	ctx, cancel := context.WithCancel(ctx)
+	p := &prefetch[P]{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		p.page, p.err = fetch(ctx, r)
+	}()
+	return p
+}
+
+// wait returns the prefetched page.
+func (p *prefetch[P]) wait() (P, error) {
+	<-p.done
+	p.cancel()
+	return p.page, p.err
+}
+
+// stop abandons a prefetch the caller no longer wants and waits for its
+// goroutine, so none outlives the walk.
+func (p *prefetch[P]) stop() {
+	if p != nil {
+		p.cancel()
+		<-p.done
 	}
 }
 

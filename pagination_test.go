@@ -402,3 +402,52 @@ func TestConcurrentWalksShareOneClient(t *testing.T) {
 	wg.Wait()
 	assert.Len(t, d.requests(), 4*6)
 }
+
+func TestPrefetchWalksInOrder(t *testing.T) {
+	t.Parallel()
+	d := &desk{total: 23, maxLimit: 5}
+	c, _ := d.serve(t, "", basicAuth(), servicedesk.WithPrefetch())
+	got, err := collect(t, c.Customers.All(context.Background(), "1", nil))
+	require.NoError(t, err)
+	assert.Equal(t, ids(0, 23), got)
+	assert.Len(t, d.requests(), 5)
+}
+
+func TestPrefetchEarlyBreakCancelsTheNextPage(t *testing.T) {
+	t.Parallel()
+	d := &desk{total: 100, maxLimit: 10}
+	c, _ := d.serve(t, "", basicAuth(), servicedesk.WithPrefetch())
+	for _, err := range c.Customers.All(context.Background(), "1", nil) {
+		require.NoError(t, err)
+		break
+	}
+	// The next page may have gone out; nothing after it, and no goroutine
+	// is left behind (TestMain checks).
+	assert.LessOrEqual(t, len(d.requests()), 2)
+}
+
+func TestPrefetchErrorComesAfterTheCurrentPage(t *testing.T) {
+	t.Parallel()
+	d := &desk{total: 30, maxLimit: 10, fail: map[int]int{1: 404}}
+	c, _ := d.serve(t, "", basicAuth(), servicedesk.WithPrefetch())
+	got, err := collect(t, c.Customers.All(context.Background(), "1", nil))
+	require.ErrorIs(t, err, servicedesk.ErrNotFound)
+	assert.Equal(t, ids(0, 10), got)
+}
+
+func TestPrefetchConcurrentWalks(t *testing.T) {
+	t.Parallel()
+	d := &desk{total: 40, maxLimit: 7}
+	c, _ := d.serve(t, "", basicAuth(), servicedesk.WithPrefetch())
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, err := collect(t, c.Customers.All(context.Background(), "1", nil))
+			assert.NoError(t, err)
+			assert.Equal(t, ids(0, 40), got)
+		}()
+	}
+	wg.Wait()
+}
