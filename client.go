@@ -392,7 +392,9 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 // closeBody drains a bounded amount, so the connection can be reused, and
 // closes the body.
 func closeBody(body io.ReadCloser) {
-	_, _ = io.Copy(io.Discard, io.LimitReader(body, maxDrain))
+	if body != http.NoBody { // a 204 has nothing to drain
+		_, _ = io.Copy(io.Discard, io.LimitReader(body, maxDrain))
+	}
 	_ = body.Close()
 }
 
