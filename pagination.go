@@ -173,18 +173,18 @@ func (c *Client) nextRequest(cur *request, p cursor, seen map[string]bool) (*req
 		}
 		q := cur.url.Query()
 		q.Set("start", strconv.Itoa(p.start+step))
-		next.url = c.withQuery(cur.url, q)
+		next.url = withQuery(cur.url, q)
 	}
 	if start, err := strconv.Atoi(next.url.Query().Get("start")); err == nil && start <= p.start {
-		return nil, c.stalled(cur, fmt.Sprintf("next page starts at %d, this one at %d", start, p.start))
+		return nil, stalled(cur, fmt.Sprintf("next page starts at %d, this one at %d", start, p.start))
 	}
 	if seen[next.url.String()] {
-		return nil, c.stalled(cur, "next page was already fetched")
+		return nil, stalled(cur, "next page was already fetched")
 	}
 	return &next, nil
 }
 
-func (c *Client) stalled(cur *request, why string) error {
+func stalled(cur *request, why string) error {
 	return fmt.Errorf("%w: %s %s: pagination does not advance: %s", ErrInvalidResponse, cur.method, cur.url.EscapedPath(), why)
 }
 
@@ -204,7 +204,9 @@ func (c *Client) resolveNext(links PageLinks) (*url.URL, bool) {
 	}
 	p := u.EscapedPath()
 	rel, ok := "", false
-	if b, err := url.Parse(links.Base); err == nil && links.Base != "" {
+	// _links.base is the API root as the server sees it ("…/jira/rest/
+	// servicedeskapi"); anything else there says nothing about the path.
+	if b, err := url.Parse(links.Base); err == nil && strings.HasSuffix(strings.TrimRight(b.EscapedPath(), "/"), strings.TrimRight(apiRoot, "/")) {
 		rel, ok = strings.CutPrefix(p, strings.TrimRight(b.EscapedPath(), "/")+"/")
 	}
 	if !ok {
@@ -235,7 +237,7 @@ func safeRelPath(rel string) bool {
 }
 
 // withQuery is u with its query replaced.
-func (c *Client) withQuery(u *url.URL, q url.Values) *url.URL {
+func withQuery(u *url.URL, q url.Values) *url.URL {
 	cp := *u
 	cp.RawQuery = q.Encode()
 	return &cp

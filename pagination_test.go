@@ -300,6 +300,7 @@ func TestAllUnusableNextLinkFallsBack(t *testing.T) {
 		"not the api":    "https://evil.example/some/where?start=2",
 		"malformed":      "http://[::1",
 		"broken escapes": "https://x/rest/servicedeskapi/servicedesk/1/customer?start=%zz",
+		"only a host":    "https://evil.example?start=2",
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -313,6 +314,28 @@ func TestAllUnusableNextLinkFallsBack(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestAllIgnoresAnOddBaseLink: a _links.base that is not the API root
+// (here the site root) must not be taken for it.
+func TestAllIgnoresAnOddBaseLink(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Query().Get("start") == "" {
+			_, _ = w.Write([]byte(`{"start":0,"size":1,"limit":1,"isLastPage":false,"values":[{"accountId":"a"}],
+				"_links":{"base":"https://site.example/","next":"https://site.example/rest/servicedeskapi/servicedesk/1/customer?start=1&limit=1"}}`))
+			return
+		}
+		assert.Equal(t, "/rest/servicedeskapi/servicedesk/1/customer", r.URL.Path)
+		_, _ = w.Write([]byte(`{"start":1,"size":1,"limit":1,"isLastPage":true,"values":[{"accountId":"b"}]}`))
+	}))
+	t.Cleanup(srv.Close)
+	c, err := servicedesk.NewClient(srv.URL)
+	require.NoError(t, err)
+	got, err := collect(t, c.Customers.All(context.Background(), "1", nil))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"a", "b"}, got)
 }
 
 func TestAllStopsOnEmptyPage(t *testing.T) {
@@ -387,20 +410,28 @@ func TestAllContextCanceledMidWalk(t *testing.T) {
 
 func TestConcurrentWalksShareOneClient(t *testing.T) {
 	t.Parallel()
-	d := &desk{total: 40, maxLimit: 7}
-	c, _ := d.serve(t, "")
-	var wg sync.WaitGroup
-	for i := 0; i < 4; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			got, err := collect(t, c.Customers.All(context.Background(), "1", nil))
-			assert.NoError(t, err)
-			assert.Equal(t, ids(0, 40), got)
-		}()
+	for name, opts := range map[string][]servicedesk.Option{
+		"default":  {basicAuth()},
+		"prefetch": {basicAuth(), servicedesk.WithPrefetch()},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			d := &desk{total: 40, maxLimit: 7}
+			c, _ := d.serve(t, "", opts...)
+			var wg sync.WaitGroup
+			for i := 0; i < 4; i++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					got, err := collect(t, c.Customers.All(context.Background(), "1", nil))
+					assert.NoError(t, err)
+					assert.Equal(t, ids(0, 40), got)
+				}()
+			}
+			wg.Wait()
+			assert.Len(t, d.requests(), 4*6)
+		})
 	}
-	wg.Wait()
-	assert.Len(t, d.requests(), 4*6)
 }
 
 func TestPrefetchWalksInOrder(t *testing.T) {
@@ -433,21 +464,4 @@ func TestPrefetchErrorComesAfterTheCurrentPage(t *testing.T) {
 	got, err := collect(t, c.Customers.All(context.Background(), "1", nil))
 	require.ErrorIs(t, err, servicedesk.ErrNotFound)
 	assert.Equal(t, ids(0, 10), got)
-}
-
-func TestPrefetchConcurrentWalks(t *testing.T) {
-	t.Parallel()
-	d := &desk{total: 40, maxLimit: 7}
-	c, _ := d.serve(t, "", basicAuth(), servicedesk.WithPrefetch())
-	var wg sync.WaitGroup
-	for i := 0; i < 4; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			got, err := collect(t, c.Customers.All(context.Background(), "1", nil))
-			assert.NoError(t, err)
-			assert.Equal(t, ids(0, 40), got)
-		}()
-	}
-	wg.Wait()
 }

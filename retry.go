@@ -97,6 +97,8 @@ func (a *attempts) backoff(_, _ time.Duration, _ int, _ *http.Response) time.Dur
 func (a *attempts) retryReason(resp *http.Response, err error) string {
 	if err != nil {
 		switch {
+		case unknownHost(err):
+			return ""
 		case neverSent(err):
 			return "connection failed"
 		case a.req.idempotent && retryableTransportError(err):
@@ -141,6 +143,13 @@ func neverSent(err error) bool {
 	}
 	var opErr *net.OpError
 	return errors.As(err, &opErr) && opErr.Op == "dial"
+}
+
+// unknownHost reports a name that does not resolve: asking again will not
+// make it exist.
+func unknownHost(err error) bool {
+	var dnsErr *net.DNSError
+	return errors.As(err, &dnsErr) && (dnsErr.IsNotFound || !dnsErr.IsTemporary && !dnsErr.IsTimeout)
 }
 
 var permanentTransportError = regexp.MustCompile(`stopped after \d+ redirects|unsupported protocol scheme|invalid header`)

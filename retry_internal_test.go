@@ -2,7 +2,12 @@ package servicedesk
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
 	"net/http"
+	"syscall"
 	"testing"
 	"time"
 
@@ -71,4 +76,39 @@ func TestRetryPolicy(t *testing.T) {
 	a := &attempts{client: c, req: &request{idempotent: true}, n: 3}
 	got, _ := a.checkRetry(context.Background(), &http.Response{StatusCode: 503, Header: http.Header{}}, nil)
 	assert.False(t, got)
+}
+
+func TestTransportErrorPolicy(t *testing.T) {
+	t.Parallel()
+	c := &Client{maxRetries: 3, retryWaitMin: time.Millisecond, retryWaitMax: time.Millisecond}
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+	reset := &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}
+	noHost := &net.DNSError{Err: "no such host", Name: "nope.invalid", IsNotFound: true}
+	dnsBusy := &net.DNSError{Err: "server misbehaving", Name: "x.example", IsTemporary: true}
+	cert := &tls.CertificateVerificationError{Err: errors.New("x509: unknown authority")}
+	cases := []struct {
+		name              string
+		err               error
+		idempotent, creat bool
+	}{
+		{"refused", refused, true, true},
+		{"reset after sending", reset, true, false},
+		{"unexpected EOF", io.ErrUnexpectedEOF, true, false},
+		{"unknown host", noHost, false, false},
+		{"temporary DNS failure", dnsBusy, true, true},
+		{"certificate", cert, false, false},
+		{"our credentials", &credentialsError{err: errors.New("revoked")}, false, false},
+		{"redirect loop", errors.New("stopped after 10 redirects"), false, false},
+	}
+	for _, tc := range cases {
+		for _, idempotent := range []bool{true, false} {
+			a := &attempts{client: c, req: &request{idempotent: idempotent}}
+			got, _ := a.checkRetry(context.Background(), nil, tc.err)
+			want := tc.creat
+			if idempotent {
+				want = tc.idempotent
+			}
+			assert.Equal(t, want, got, "%s, idempotent %v", tc.name, idempotent)
+		}
+	}
 }
