@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/mail"
 	"net/url"
@@ -366,6 +367,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (principal
 // customerJSON is a customer as the API returns it, links on the public URL.
 func (s *Server) customerJSON(a *account) servicedesk.Customer {
 	c := a.Customer
+	c.Links.AvatarURLs = maps.Clone(c.Links.AvatarURLs) // the caller's copy, not the server's map
 	c.Links.Self = s.publicURL + "/rest/api/2/user?username=" + a.Name
 	c.Links.JiraRest = c.Links.Self
 	return c

@@ -224,7 +224,7 @@ func (s *Server) AddUser(u User) servicedesk.Customer {
 		a.Name, a.Key = u.Username, u.Username
 	}
 	a.user = &u
-	return a.Customer
+	return s.customerJSON(a)
 }
 
 // AddCustomer creates a customer (or finds the account with that email) and,
@@ -244,7 +244,7 @@ func (s *Server) AddCustomer(deskID, email, displayName string) servicedesk.Cust
 		}
 		d.add(a.AccountID)
 	}
-	return a.Customer
+	return s.customerJSON(a)
 }
 
 // Customers returns the customers of a desk (by id or project key), in the
@@ -258,7 +258,7 @@ func (s *Server) Customers(deskID string) []servicedesk.Customer {
 	}
 	out := make([]servicedesk.Customer, 0, len(d.members))
 	for _, id := range d.members {
-		out = append(out, s.accounts[id].Customer)
+		out = append(out, s.customerJSON(s.accounts[id]))
 	}
 	return out
 }
