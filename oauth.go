@@ -76,10 +76,11 @@ type Resource struct {
 }
 
 // AccessibleResourcesOptions overrides where and how [AccessibleResources]
-// asks; the zero value (or nil) asks Atlassian with http.DefaultClient.
+// asks; the zero value (or nil) asks Atlassian with a client whose timeout
+// is [DefaultTimeout].
 type AccessibleResourcesOptions struct {
 	URL        string       // default AccessibleResourcesURL
-	HTTPClient *http.Client // default http.DefaultClient
+	HTTPClient *http.Client // default: http.DefaultTransport, DefaultTimeout
 }
 
 // AccessibleResources lists the sites the token from ts can reach, so a 3LO
@@ -89,7 +90,7 @@ func AccessibleResources(ctx context.Context, ts oauth2.TokenSource, opts *Acces
 	if ts == nil {
 		return nil, invalidInput("AccessibleResources", "ts", "must not be nil")
 	}
-	endpoint, hc := AccessibleResourcesURL, http.DefaultClient
+	endpoint, hc := AccessibleResourcesURL, &http.Client{Timeout: DefaultTimeout}
 	if opts != nil && opts.URL != "" {
 		endpoint = opts.URL
 	}
