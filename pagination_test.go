@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -442,6 +443,23 @@ func TestPrefetchWalksInOrder(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, ids(0, 23), got)
 	assert.Len(t, d.requests(), 5)
+}
+
+// TestPrefetchFetchesWhileTheCallerWorks: while the loop is still on the
+// first customer, the request for the second page has already arrived.
+func TestPrefetchFetchesWhileTheCallerWorks(t *testing.T) {
+	t.Parallel()
+	d := &desk{total: 20, maxLimit: 10}
+	c, _ := d.serve(t, "", basicAuth(), servicedesk.WithPrefetch())
+	n := 0
+	for _, err := range c.Customers.All(context.Background(), "1", nil) {
+		require.NoError(t, err)
+		if n++; n == 1 {
+			require.Eventually(t, func() bool { return len(d.requests()) == 2 }, 5*time.Second, time.Millisecond,
+				"the second page is requested before the first is consumed")
+		}
+	}
+	assert.Equal(t, 20, n)
 }
 
 func TestPrefetchEarlyBreakCancelsTheNextPage(t *testing.T) {
