@@ -223,6 +223,10 @@ func (c *Client) do(ctx context.Context, r *request, v any) error {
 	if err := ctx.Err(); err != nil {
 		return c.transportError(ctx, r, err)
 	}
+	if c.connect && r.needs.connect == connectInaccessible {
+		return fmt.Errorf("%w: %s %s: Atlassian Connect apps cannot %s (the operation's Connect scope is %s); use a user's credentials",
+			ErrForbidden, r.method, r.url.EscapedPath(), r.needs.action, connectInaccessible)
+	}
 	req, err := c.newHTTPRequest(ctx, r)
 	if err != nil {
 		return err
@@ -246,7 +250,8 @@ func (c *Client) do(ctx context.Context, r *request, v any) error {
 	if v == nil {
 		return nil
 	}
-	if err := decodeJSON(resp, v); err != nil {
+	// Every answer of the servicedeskapi is an object.
+	if err := decodeJSON(resp, v, '{'); err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return fmt.Errorf("servicedesk: %s %s: %w", r.method, r.url.EscapedPath(), ctxErr)
 		}
@@ -320,14 +325,18 @@ func stripURLError(err error) error {
 // repeated key, must not make a whole page unreadable.
 var decodeOptions = json.JoinOptions(jsontext.AllowInvalidUTF8(true), jsontext.AllowDuplicateNames(true))
 
-// decodeJSON decodes a success body, refusing what is not a JSON answer:
-// another content type (an HTML login page), a body over maxResponseBody,
-// a truncated one, or anything but an object.
+// errBodyTooLarge ends the reading of a body past maxResponseBody.
+var errBodyTooLarge = fmt.Errorf("body larger than %d bytes", maxResponseBody)
+
+// decodeJSON decodes a success body, refusing what is not the JSON answer
+// expected: another content type (an HTML login page), a body over
+// maxResponseBody, a truncated one, or a value that does not open with
+// open ('{' for an object, '[' for an array).
 //
 // It decodes with github.com/go-json-experiment/json, the future
-// encoding/json/v2: three times as fast as encoding/json on a page of
-// customers, with a quarter of the allocations (BENCHMARKS.md).
-func decodeJSON(resp *http.Response, v any) error {
+// encoding/json/v2: nearly three times as fast as encoding/json on a page
+// of customers, with half the allocations (BENCHMARKS.md).
+func decodeJSON(resp *http.Response, v any, open byte) error {
 	if ct := resp.Header.Get("Content-Type"); ct != "" && !isJSON(ct) {
 		return fmt.Errorf("content type %q is not JSON", ct)
 	}
@@ -335,13 +344,12 @@ func decodeJSON(resp *http.Response, v any) error {
 	err := json.UnmarshalRead(lr, v, decodeOptions)
 	switch {
 	case lr.exceeded:
-		return fmt.Errorf("body larger than %d bytes", maxResponseBody)
+		return errBodyTooLarge
 	case lr.first == 0:
 		return errors.New("empty body")
-	case lr.first != '{':
-		// Every answer of this API is an object; "null" would decode
-		// into a zero value without complaint.
-		return errors.New("body is not a JSON object")
+	case lr.first != open:
+		// "null" would decode into a zero value without complaint.
+		return fmt.Errorf("body does not start with %q", open)
 	case err != nil:
 		return err
 	}
@@ -371,7 +379,7 @@ type limitedReader struct {
 func (l *limitedReader) Read(p []byte) (int, error) {
 	if l.n <= 0 {
 		l.exceeded = true
-		return 0, fmt.Errorf("body larger than %d bytes", maxResponseBody)
+		return 0, errBodyTooLarge
 	}
 	if int64(len(p)) > l.n {
 		p = p[:l.n]

@@ -260,10 +260,6 @@ func (s *CustomersService) changeDesk(ctx context.Context, method, where string,
 	if err := ids.validate(where); err != nil {
 		return err
 	}
-	if method == http.MethodDelete && s.client.connect {
-		return fmt.Errorf("%w: %s: Atlassian Connect apps cannot remove customers (the operation's Connect scope is INACCESSIBLE); use a user's credentials",
-			ErrForbidden, where)
-	}
 	r, err := s.client.newRequest(method, deskCustomersPath(serviceDeskID), n, nil, ids)
 	if err != nil {
 		return err

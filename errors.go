@@ -175,28 +175,35 @@ func (e *Error) parseBody(contentType string) {
 	if len(body) == 0 {
 		return
 	}
+	if body[0] == '{' && e.parseJSON(body) {
+		return
+	}
+	e.Message = excerpt(body, contentType)
+}
+
+// parseJSON fills the message fields from either JSON error shape; false
+// means the body held neither.
+func (e *Error) parseJSON(body []byte) bool {
 	var eb errorBody
 	// A field of an unexpected type ({"errors":{"a":1}}) spoils only
 	// itself: Unmarshal fills the rest and reports an UnmarshalTypeError.
 	var typeErr *json.UnmarshalTypeError
-	if err := json.Unmarshal(body, &eb); body[0] == '{' && (err == nil || errors.As(err, &typeErr)) {
-		e.ErrorMessages = eb.ErrorMessages
-		e.Errors = eb.Errors
-		if eb.I18nErrorMessage != nil {
-			e.I18nKey = eb.I18nErrorMessage.I18nKey
-		}
-		e.Message = eb.ErrorMessage
-		if e.Message == "" {
-			e.Message = strings.Join(eb.ErrorMessages, "; ")
-		}
-		if e.Message == "" {
-			e.Message = joinFieldErrors(eb.Errors)
-		}
-		if e.Message != "" || e.I18nKey != "" || len(eb.Errors) > 0 {
-			return
-		}
+	if err := json.Unmarshal(body, &eb); err != nil && !errors.As(err, &typeErr) {
+		return false
 	}
-	e.Message = excerpt(body, contentType)
+	e.ErrorMessages = eb.ErrorMessages
+	e.Errors = eb.Errors
+	if eb.I18nErrorMessage != nil {
+		e.I18nKey = eb.I18nErrorMessage.I18nKey
+	}
+	e.Message = eb.ErrorMessage
+	if e.Message == "" {
+		e.Message = strings.Join(eb.ErrorMessages, "; ")
+	}
+	if e.Message == "" {
+		e.Message = joinFieldErrors(eb.Errors)
+	}
+	return e.Message != "" || e.I18nKey != "" || len(eb.Errors) > 0
 }
 
 // joinFieldErrors renders {"errors": {...}} in a stable order.
@@ -257,15 +264,24 @@ func retryAfter(h http.Header, now time.Time) (d time.Duration, ok bool) {
 			d, ok = t.Sub(now), true
 		}
 	}
-	if v := strings.TrimSpace(h.Get("X-RateLimit-Reset")); v != "" {
-		for _, layout := range resetLayouts {
-			if t, err := time.Parse(layout, v); err == nil {
-				d, ok = max(d, t.Sub(now)), true
-				break
-			}
-		}
+	if reset, found := parseReset(h); found {
+		d, ok = max(d, reset.Sub(now)), true
 	}
 	return min(max(d, 0), maxRetryAfter), ok
+}
+
+// parseReset reads X-RateLimit-Reset, in any of the forms it comes in.
+func parseReset(h http.Header) (time.Time, bool) {
+	v := strings.TrimSpace(h.Get("X-RateLimit-Reset"))
+	if v == "" {
+		return time.Time{}, false
+	}
+	for _, layout := range resetLayouts {
+		if t, err := time.Parse(layout, v); err == nil {
+			return t, true
+		}
+	}
+	return time.Time{}, false
 }
 
 // maxRetryAfter caps what a server can make us wait.

@@ -42,13 +42,18 @@ const (
 	ScopeDeleteDeskCustomer = "delete:servicedesk.customer:jira-service-management"
 )
 
-// needs describes what an operation requires of the caller; a 401 or 403
-// *Error carries it, so the user knows what to grant.
+// needs describes what an operation requires of the caller: a 401 or 403
+// *Error carries it, so the user knows what to grant, and the pipeline
+// refuses before sending what a Connect app may not call at all.
 type needs struct {
+	action     string // "remove customers", for messages
 	permission string
 	granular   []string
 	connect    string // Connect app scope
 }
+
+// connectInaccessible is the Connect scope of operations no Connect app may call.
+const connectInaccessible = "INACCESSIBLE"
 
 func (n needs) String() string {
 	return "needs " + n.permission + "; OAuth 2.0 scope " + ScopeManageCustomers +
@@ -56,10 +61,10 @@ func (n needs) String() string {
 }
 
 var (
-	needsCreate = needs{"the Jira Administrator global permission", []string{ScopeReadCustomer, ScopeWriteCustomer, ScopeReadUser}, "ADMIN"}
-	needsList   = needs{"permission to view the service desk's customers", []string{ScopeReadDeskCustomer, ScopeReadUser}, "READ"}
-	needsAdd    = needs{"the service desk administrator permission", []string{ScopeReadDeskCustomer, ScopeWriteDeskCustomer}, "WRITE"}
-	needsRemove = needs{"the service desk administrator permission", []string{ScopeReadDeskCustomer, ScopeDeleteDeskCustomer}, "INACCESSIBLE (Connect apps cannot remove customers)"}
+	needsCreate = needs{"create customers", "the Jira Administrator global permission", []string{ScopeReadCustomer, ScopeWriteCustomer, ScopeReadUser}, "ADMIN"}
+	needsList   = needs{"list customers", "permission to view the service desk's customers", []string{ScopeReadDeskCustomer, ScopeReadUser}, "READ"}
+	needsAdd    = needs{"add customers", "the service desk administrator permission", []string{ScopeReadDeskCustomer, ScopeWriteDeskCustomer}, "WRITE"}
+	needsRemove = needs{"remove customers", "the service desk administrator permission", []string{ScopeReadDeskCustomer, ScopeDeleteDeskCustomer}, connectInaccessible}
 )
 
 // AccessibleResourcesURL is where [AccessibleResources] asks by default.
@@ -124,7 +129,7 @@ func AccessibleResources(ctx context.Context, ts oauth2.TokenSource, opts *Acces
 		return nil, newError(resp, u.EscapedPath(), time.Now())
 	}
 	var resources []Resource
-	if err := json.NewDecoder(&limitedReader{r: resp.Body, n: maxResponseBody}).Decode(&resources); err != nil {
+	if err := decodeJSON(resp, &resources, '['); err != nil {
 		return nil, fmt.Errorf("%w: GET %s: %w", ErrInvalidResponse, u.EscapedPath(), err)
 	}
 	return resources, nil

@@ -38,14 +38,8 @@ func rateLimitOf(h http.Header) (rl RateLimit, ok bool) {
 		rl.Reason = v
 		ok = true
 	}
-	if v := strings.TrimSpace(h.Get("X-RateLimit-Reset")); v != "" {
-		for _, layout := range resetLayouts {
-			if t, err := time.Parse(layout, v); err == nil {
-				rl.Reset = t
-				ok = true
-				break
-			}
-		}
+	if reset, found := parseReset(h); found {
+		rl.Reset, ok = reset, true
 	}
 	return rl, ok
 }
