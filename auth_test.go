@@ -246,3 +246,47 @@ func TestConnectUserTokenSourceRefused(t *testing.T) {
 	require.ErrorIs(t, err, servicedesk.ErrUnauthorized)
 	assert.NotContains(t, err.Error(), "very-secret-value")
 }
+
+// TestOAuthHelpersRedactEchoedCredentials: a token endpoint or the
+// accessible-resources API that echoes what it was sent must not put a
+// credential into the error.
+func TestOAuthHelpersRedactEchoedCredentials(t *testing.T) {
+	t.Parallel()
+	echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = r.ParseForm()
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		_ = json.NewEncoder(w).Encode(map[string]string{
+			"errorMessage": "rejected: " + r.Header.Get("Authorization") + " " + r.PostForm.Get("assertion") + " secret=install-secret-123",
+		})
+	}))
+	t.Cleanup(echo.Close)
+
+	ts := oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "opaque-access-token-123"})
+	_, err := servicedesk.AccessibleResources(context.Background(), ts, &servicedesk.AccessibleResourcesOptions{URL: echo.URL})
+	require.ErrorIs(t, err, servicedesk.ErrUnauthorized)
+	assert.NotContains(t, err.Error(), "opaque-access-token-123")
+	assert.Contains(t, err.Error(), "[REDACTED]")
+
+	grant, err := servicedesk.ConnectUserTokenSource(servicedesk.ConnectUserConfig{
+		OAuthClientID: "c", SharedSecret: "install-secret-123", BaseURL: "https://x.atlassian.net", AccountID: "u", TokenURL: echo.URL,
+	})
+	require.NoError(t, err)
+	_, err = grant.Token()
+	require.ErrorIs(t, err, servicedesk.ErrUnauthorized)
+	assert.NotContains(t, err.Error(), "install-secret-123")
+	assert.NotContains(t, err.Error(), "eyJ", "the signed assertion")
+}
+
+func TestAccessibleResourcesRefusesWhatIsNotAList(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`null`))
+	}))
+	t.Cleanup(srv.Close)
+	res, err := servicedesk.AccessibleResources(context.Background(), oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "a"}),
+		&servicedesk.AccessibleResourcesOptions{URL: srv.URL})
+	require.ErrorIs(t, err, servicedesk.ErrInvalidResponse)
+	assert.Nil(t, res)
+}

@@ -126,7 +126,9 @@ func AccessibleResources(ctx context.Context, ts oauth2.TokenSource, opts *Acces
 	}
 	defer closeBody(resp.Body)
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return nil, newError(resp, u.EscapedPath(), time.Now())
+		e := newError(resp, u.EscapedPath(), time.Now())
+		e.redact(newBearerAuth(tok.AccessToken))
+		return nil, e
 	}
 	var resources []Resource
 	if err := decodeJSON(resp, &resources, '['); err != nil {
@@ -229,7 +231,9 @@ func (s *connectUserSource) Token() (*oauth2.Token, error) {
 	}
 	defer closeBody(resp.Body)
 	if resp.StatusCode != http.StatusOK {
-		return nil, newError(resp, req.URL.EscapedPath(), now)
+		e := newError(resp, req.URL.EscapedPath(), now)
+		e.redact(staticAuth{secret: []string{s.cfg.SharedSecret}}) // and the assertion, a JWT
+		return nil, e
 	}
 	var body struct {
 		AccessToken string          `json:"access_token"`
