@@ -13,9 +13,10 @@ all: lint test
 test:
 	$(GO) test -race -count=1 ./...
 
-## lint: gofmt (must change nothing), go vet, staticcheck
+## lint: gofmt (must change nothing), go.mod tidy, go vet, staticcheck
 lint:
 	@unformatted="$$(gofmt -l .)"; if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
+	$(GO) mod tidy -diff
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
