@@ -2,6 +2,7 @@ package servicedesk
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
@@ -168,17 +169,42 @@ func (a *connectAuth) secrets() []string { return []string{a.sharedSecret} }
 // access token): base64url header "eyJ...", payload, signature.
 var jwtPattern = regexp.MustCompile(`eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*`)
 
-// redact replaces every credential in s with "[REDACTED]".
+// redact replaces every credential in s with "[REDACTED]": as it is, in the
+// forms a server may echo it in (JSON-escaped, with "/" as "\/", or
+// percent-encoded), and anything shaped like a JWT.
 func redact(a authenticator, s string) string {
 	if a == nil || s == "" {
 		return s
 	}
 	for _, secret := range a.secrets() {
-		if len(secret) >= 4 {
-			s = strings.ReplaceAll(s, secret, "[REDACTED]")
+		if len(secret) < 4 {
+			continue
+		}
+		for _, form := range echoedForms(secret) {
+			s = strings.ReplaceAll(s, form, "[REDACTED]")
 		}
 	}
 	return jwtPattern.ReplaceAllString(s, "[REDACTED]")
+}
+
+// echoedForms are the ways a secret can appear in a server's answer.
+func echoedForms(secret string) []string {
+	forms := []string{secret}
+	add := func(f string) {
+		for _, have := range forms {
+			if have == f {
+				return
+			}
+		}
+		forms = append(forms, f)
+	}
+	quoted, _ := json.Marshal(secret) // escapes <, >, & and control characters
+	jsonForm := string(quoted[1 : len(quoted)-1])
+	add(jsonForm)
+	add(strings.ReplaceAll(jsonForm, "/", `\/`)) // Java and PHP encoders escape "/"
+	add(url.QueryEscape(secret))
+	add(url.PathEscape(secret))
+	return forms
 }
 
 // redactedError is an error whose text went through redact; errors.Is and

@@ -239,7 +239,7 @@ func (c *Client) do(ctx context.Context, r *request, v any) error {
 	defer closeBody(resp.Body)
 
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		e := newError(resp, r.url.EscapedPath(), time.Now())
+		e := newError(resp, r.method, r.url, time.Now())
 		e.Attempts = a.n
 		if e.StatusCode == http.StatusUnauthorized || e.StatusCode == http.StatusForbidden {
 			e.Needs = r.needs.String()

@@ -7,6 +7,7 @@ import (
 	"html"
 	"io"
 	"net/http"
+	"net/url"
 	"regexp"
 	"sort"
 	"strconv"
@@ -60,20 +61,29 @@ type Error struct {
 	Attempts int
 	// RateLimit holds the rate-limit headers of the answer, if it had any.
 	RateLimit RateLimit
-
-	// path is the request path, for Error().
-	path string
 }
 
 // Error reads like
 // "servicedesk: POST /rest/servicedeskapi/customer: 409 Conflict: <message> (request id …)".
+// It is built from the exported fields alone, so an Error made by hand (in
+// a test's fake, say) reads the same. The URL's query is left out: it may
+// hold a customer's email.
 func (e *Error) Error() string {
+	if e == nil {
+		return "servicedesk: <nil *Error>"
+	}
 	var b strings.Builder
 	b.WriteString("servicedesk: ")
-	b.WriteString(e.Method)
-	b.WriteByte(' ')
-	b.WriteString(e.path)
-	b.WriteString(": ")
+	if e.Method != "" || e.URL != "" {
+		b.WriteString(e.Method)
+		if p := pathOf(e.URL); p != "" {
+			if e.Method != "" {
+				b.WriteByte(' ')
+			}
+			b.WriteString(p)
+		}
+		b.WriteString(": ")
+	}
 	b.WriteString(strconv.Itoa(e.StatusCode))
 	if text := http.StatusText(e.StatusCode); text != "" {
 		b.WriteByte(' ')
@@ -95,9 +105,22 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
+// pathOf is the escaped path of a URL, without scheme, host or query; a
+// string that does not parse as a URL gives "".
+func pathOf(rawURL string) string {
+	if rawURL == "" {
+		return ""
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return ""
+	}
+	return u.EscapedPath()
+}
+
 // Is reports whether target is the sentinel of e's status class.
 func (e *Error) Is(target error) bool {
-	return target != nil && target == statusSentinel(e.StatusCode)
+	return e != nil && target != nil && target == statusSentinel(e.StatusCode)
 }
 
 func statusSentinel(status int) error {
@@ -130,17 +153,16 @@ type errorBody struct {
 	Errors        map[string]string `json:"errors"`
 }
 
-// newError builds the *Error of a non-2xx response and consumes its body
-// (at most maxErrorBody is read). now anchors X-RateLimit-Reset.
-func newError(resp *http.Response, path string, now time.Time) *Error {
+// newError builds the *Error of a non-2xx answer to method u and consumes
+// its body (at most maxErrorBody is read). Method and URL come from the
+// request the SDK sent, not from resp.Request, which a transport need not
+// set. now anchors X-RateLimit-Reset.
+func newError(resp *http.Response, method string, u *url.URL, now time.Time) *Error {
 	e := &Error{
 		StatusCode: resp.StatusCode,
+		Method:     method,
+		URL:        redactedURL(u),
 		RequestID:  resp.Header.Get("X-AREQUESTID"),
-		path:       path,
-	}
-	if req := resp.Request; req != nil {
-		e.Method = req.Method
-		e.URL = redactedURL(req.URL)
 	}
 	e.RetryAfter, _ = retryAfter(resp.Header, now)
 	e.RateLimit, _ = rateLimitOf(resp.Header)
@@ -152,17 +174,23 @@ func newError(resp *http.Response, path string, now time.Time) *Error {
 }
 
 // redact removes the client's credentials from everything the server sent,
-// should it have echoed them.
+// should it have echoed them: messages, field names, the i18n key and the
+// body.
 func (e *Error) redact(a authenticator) {
 	if a == nil {
 		return
 	}
 	e.Message = redact(a, e.Message)
+	e.I18nKey = redact(a, e.I18nKey)
 	for i, m := range e.ErrorMessages {
 		e.ErrorMessages[i] = redact(a, m)
 	}
-	for k, v := range e.Errors {
-		e.Errors[k] = redact(a, v)
+	if len(e.Errors) > 0 {
+		fields := make(map[string]string, len(e.Errors))
+		for k, v := range e.Errors {
+			fields[redact(a, k)] = redact(a, v)
+		}
+		e.Errors = fields
 	}
 	if body := redact(a, string(e.Body)); body != string(e.Body) {
 		e.Body = []byte(body)

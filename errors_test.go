@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -175,4 +176,73 @@ func TestErrorBodyWithOddTypesKeepsWhatItCan(t *testing.T) {
 	require.ErrorAs(t, err, &apiErr)
 	assert.Equal(t, "Bad desk", apiErr.Message)
 	assert.Equal(t, "must be positive", apiErr.Errors["start"])
+}
+
+// TestErrorNamesTheRequestSent: a transport need not set resp.Request (a
+// user's stub does not), and the error still says what was sent.
+func TestErrorNamesTheRequestSent(t *testing.T) {
+	t.Parallel()
+	stub := roundTripFunc(func(*http.Request) (*http.Response, error) {
+		return &http.Response{StatusCode: 404, Header: http.Header{}, Body: http.NoBody}, nil
+	})
+	c, err := servicedesk.NewClient("https://x.atlassian.net", servicedesk.WithHTTPClient(&http.Client{Transport: stub}))
+	require.NoError(t, err)
+	_, err = c.Customers.List(context.Background(), "1", &servicedesk.ListCustomersOptions{Query: "fred@example.com"})
+	var apiErr *servicedesk.Error
+	require.ErrorAs(t, err, &apiErr)
+	assert.Equal(t, http.MethodGet, apiErr.Method)
+	assert.Equal(t, "https://x.atlassian.net/rest/servicedeskapi/servicedesk/1/customer?query=fred%40example.com", apiErr.URL)
+	assert.Equal(t, "servicedesk: GET /rest/servicedeskapi/servicedesk/1/customer: 404 Not Found", err.Error())
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestHandMadeError: an *Error built by hand, as a user's fake would, reads
+// like one from the pipeline, with the path and without the query.
+func TestHandMadeError(t *testing.T) {
+	t.Parallel()
+	e := &servicedesk.Error{StatusCode: 404, Method: "GET", URL: "https://x.atlassian.net/rest/servicedeskapi/servicedesk/1/customer?query=fred%40example.com", Message: "no desk"}
+	assert.Equal(t, "servicedesk: GET /rest/servicedeskapi/servicedesk/1/customer: 404 Not Found: no desk", e.Error())
+	assert.Equal(t, "servicedesk: 503 Service Unavailable", (&servicedesk.Error{StatusCode: 503}).Error())
+	assert.ErrorIs(t, e, servicedesk.ErrNotFound)
+}
+
+func TestNilErrorDoesNotPanic(t *testing.T) {
+	t.Parallel()
+	var e *servicedesk.Error
+	assert.NotPanics(t, func() {
+		assert.Equal(t, "servicedesk: <nil *Error>", e.Error())
+		assert.False(t, errors.Is(e, servicedesk.ErrNotFound))
+		assert.False(t, e.Is(servicedesk.ErrServer))
+	})
+}
+
+// TestEchoedCredentialsAreRedactedInEveryForm: a server that echoes a
+// credential JSON-escaped ("/" as "\/"), percent-encoded, in a field name or
+// in the i18n key gets it redacted everywhere in the error.
+func TestEchoedCredentialsAreRedactedInEveryForm(t *testing.T) {
+	t.Parallel()
+	const token = "tok/with+slash=="
+	escaped := strings.ReplaceAll(token, "/", `\/`)
+	body := `{"errorMessage":"bad ` + escaped + `","i18nErrorMessage":{"i18nKey":"key.` + escaped + `"},` +
+		`"errors":{"` + escaped + `":"unknown","q":"` + url.QueryEscape(token) + `"}}`
+	c, _ := mockClient(t, "https://x.atlassian.net", []reply{{status: 400, body: body}}, servicedesk.WithBearerToken(token))
+	err := addOne(c, context.Background())
+	var apiErr *servicedesk.Error
+	require.ErrorAs(t, err, &apiErr)
+	for _, form := range []string{token, escaped, url.QueryEscape(token)} {
+		assert.NotContains(t, err.Error(), form)
+		assert.NotContains(t, string(apiErr.Body), form)
+		assert.NotContains(t, apiErr.Message, form)
+		assert.NotContains(t, apiErr.I18nKey, form)
+		for k, v := range apiErr.Errors {
+			assert.NotContains(t, k, form)
+			assert.NotContains(t, v, form)
+		}
+	}
+	assert.Equal(t, "bad [REDACTED]", apiErr.Message)
+	assert.Equal(t, "key.[REDACTED]", apiErr.I18nKey)
+	assert.Equal(t, map[string]string{"[REDACTED]": "unknown", "q": "[REDACTED]"}, apiErr.Errors)
 }

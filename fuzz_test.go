@@ -25,14 +25,13 @@ func FuzzErrorBody(f *testing.F) {
 	f.Add([]byte{0xff, 0xfe, '<', 't'}, "", 429)
 	f.Fuzz(func(t *testing.T, body []byte, contentType string, status int) {
 		status = 400 + (status%200+200)%200
-		req, _ := http.NewRequest(http.MethodGet, "https://x.atlassian.net/rest/servicedeskapi/customer", nil)
+		u, _ := url.Parse("https://x.atlassian.net/rest/servicedeskapi/customer")
 		resp := &http.Response{
 			StatusCode: status,
 			Header:     http.Header{"Content-Type": {contentType}, "Retry-After": {string(body[:min(len(body), 8)])}},
 			Body:       io.NopCloser(bytes.NewReader(body)),
-			Request:    req,
 		}
-		e := newError(resp, "/rest/servicedeskapi/customer", time.Now())
+		e := newError(resp, http.MethodGet, u, time.Now())
 		msg := e.Error()
 		if !strings.HasPrefix(msg, "servicedesk: GET /rest/servicedeskapi/customer: ") {
 			t.Fatalf("Error() = %q", msg)

@@ -126,7 +126,7 @@ func AccessibleResources(ctx context.Context, ts oauth2.TokenSource, opts *Acces
 	}
 	defer closeBody(resp.Body)
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		e := newError(resp, u.EscapedPath(), time.Now())
+		e := newError(resp, http.MethodGet, u, time.Now())
 		e.redact(newBearerAuth(tok.AccessToken))
 		return nil, e
 	}
@@ -231,7 +231,7 @@ func (s *connectUserSource) Token() (*oauth2.Token, error) {
 	}
 	defer closeBody(resp.Body)
 	if resp.StatusCode != http.StatusOK {
-		e := newError(resp, req.URL.EscapedPath(), now)
+		e := newError(resp, http.MethodPost, req.URL, now)
 		e.redact(staticAuth{secret: []string{s.cfg.SharedSecret}}) // and the assertion, a JWT
 		return nil, e
 	}
