@@ -96,9 +96,11 @@ func WithConnectApp(appKey, sharedSecret string) Option {
 	return func(s *Server) { s.apps[appKey] = sharedSecret }
 }
 
-// WithSeed makes generated account and request ids deterministic.
+// WithSeed makes generated account and request ids deterministic: two
+// servers with the same seed and options generate the same ids, the
+// default admin's included, wherever WithSeed stands among the options.
 func WithSeed(seed uint64) Option {
-	return func(s *Server) { s.rng = rand.New(rand.NewPCG(seed, seed^0x5eed)) }
+	return func(s *Server) { s.seed = &seed }
 }
 
 // WithPublicURL sets the base URL that _links name, in place of the
@@ -109,9 +111,14 @@ func WithPublicURL(u string) Option {
 }
 
 // WithContextPath serves the API below a Data Center context path such as
-// "/jira"; URL then includes it.
+// "/jira"; URL then includes it. "" and "/" mean no context path.
 func WithContextPath(p string) Option {
-	return func(s *Server) { s.contextPath = "/" + strings.Trim(p, "/") }
+	return func(s *Server) {
+		s.contextPath = ""
+		if p = strings.Trim(p, "/"); p != "" {
+			s.contextPath = "/" + p
+		}
+	}
 }
 
 // WithRateLimit answers 429, with Retry-After, X-RateLimit-Reset and
@@ -144,6 +151,7 @@ type Server struct {
 	contextPath string
 
 	mu       sync.Mutex
+	seed     *uint64 // from WithSeed
 	rng      *rand.Rand
 	accounts map[string]*account // by account id
 	order    []string            // account ids in creation order
@@ -178,13 +186,18 @@ type desk struct {
 
 // NewServer starts a fake JSM on loopback. Close it when done.
 func NewServer(opts ...Option) *Server {
-	s := &Server{
-		accounts: map[string]*account{},
-		apps:     map[string]string{},
-		rng:      rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+	// The random generator must be seeded before the defaults are created,
+	// and a seed may come last among the options: look for it first, on a
+	// server that is then thrown away (options only touch their server).
+	probe := newServer(rand.New(rand.NewPCG(0, 0)))
+	for _, opt := range opts {
+		opt(probe)
 	}
-	s.AddDesk(Desk{ID: DefaultDeskID, ProjectKey: DefaultProjectKey})
-	s.AddUser(User{Email: AdminEmail, DisplayName: "Admin", Role: RoleJiraAdmin, APIToken: AdminToken})
+	rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	if probe.seed != nil {
+		rng = rand.New(rand.NewPCG(*probe.seed, *probe.seed^0x5eed))
+	}
+	s := newServer(rng)
 	for _, opt := range opts {
 		opt(s)
 	}
@@ -202,6 +215,18 @@ func NewServer(opts ...Option) *Server {
 	if s.publicURL == "" {
 		s.publicURL = s.URL
 	}
+	return s
+}
+
+// newServer holds the default desk and admin.
+func newServer(rng *rand.Rand) *Server {
+	s := &Server{
+		accounts: map[string]*account{},
+		apps:     map[string]string{},
+		rng:      rng,
+	}
+	s.AddDesk(Desk{ID: DefaultDeskID, ProjectKey: DefaultProjectKey})
+	s.AddUser(User{Email: AdminEmail, DisplayName: "Admin", Role: RoleJiraAdmin, APIToken: AdminToken})
 	return s
 }
 

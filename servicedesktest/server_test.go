@@ -416,13 +416,49 @@ func TestLatency(t *testing.T) {
 
 func TestSeedMakesIDsDeterministic(t *testing.T) {
 	t.Parallel()
-	create := func() string {
-		srv := start(t, servicedesktest.WithSeed(42))
-		cust, err := client(t, srv).Customers.Create(ctx, servicedesk.CreateCustomerRequest{Email: "s@example.com", DisplayName: "S"})
+	// Everything a server generates: the default admin, seeded users and
+	// customers, created customers and request ids; the seed last among
+	// the options on purpose.
+	state := func() []string {
+		srv := start(t,
+			servicedesktest.WithUser(servicedesktest.User{Email: "u@example.com", APIToken: "t"}),
+			servicedesktest.WithCustomer("1", "c@example.com", "C"),
+			servicedesktest.WithSeed(42))
+		c := client(t, srv)
+		cust, err := c.Customers.Create(ctx, servicedesk.CreateCustomerRequest{Email: "s@example.com", DisplayName: "S"})
 		require.NoError(t, err)
-		return cust.AccountID
+		require.NoError(t, c.Customers.Add(ctx, "1", servicedesk.CustomerIDs{AccountIDs: []string{cust.AccountID}}))
+		var out []string
+		for cu, err := range c.Customers.All(ctx, "1", nil) {
+			require.NoError(t, err)
+			out = append(out, cu.AccountID, cu.Links.AvatarURLs["48x48"])
+		}
+		resp, _ := raw(t, srv, "GET", "/rest/servicedeskapi/servicedesk/1/customer", "", map[string]string{"X-ExperimentalApi": "opt-in"})
+		return append(out, resp.Header.Get("X-AREQUESTID"))
 	}
-	assert.Equal(t, create(), create())
+	first := state()
+	assert.Len(t, first, 2*2+1, "customers c and s, their avatars, and a request id")
+	assert.Equal(t, first, state())
+}
+
+func TestSeedCoversTheDefaultAdmin(t *testing.T) {
+	t.Parallel()
+	admin := func() string {
+		srv := start(t, servicedesktest.WithSeed(7))
+		return srv.AddCustomer("1", servicedesktest.AdminEmail, "").AccountID
+	}
+	assert.Equal(t, admin(), admin())
+}
+
+func TestEmptyContextPathServesAtTheRoot(t *testing.T) {
+	t.Parallel()
+	for _, p := range []string{"", "/", "//"} {
+		srv := start(t, servicedesktest.WithContextPath(p))
+		assert.NotContains(t, srv.URL[len("http://"):], "/", "URL of %q", p)
+		page, err := client(t, srv).Customers.List(ctx, "1", nil)
+		require.NoError(t, err, "context path %q", p)
+		assert.Empty(t, page.Values)
+	}
 }
 
 func TestConcurrentClients(t *testing.T) {
