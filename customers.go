@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // CustomersService creates customers and manages the customers of service
@@ -65,6 +66,9 @@ func (r CreateCustomerRequest) validate() error {
 	if strings.TrimSpace(r.DisplayName) == "" {
 		return invalidInput(where, "DisplayName", "must not be empty")
 	}
+	if !utf8.ValidString(r.DisplayName) {
+		return invalidInput(where, "DisplayName", "is not valid UTF-8")
+	}
 	return nil
 }
 
@@ -113,6 +117,10 @@ func (o *ListCustomersOptions) validate(where string) error {
 	}
 	if o.Limit < 0 {
 		return invalidInput(where, "ListCustomersOptions.Limit", "must not be negative, got "+strconv.Itoa(o.Limit))
+	}
+	// Jira would search for U+FFFD in place of the broken bytes.
+	if !utf8.ValidString(o.Query) {
+		return invalidInput(where, "ListCustomersOptions.Query", "is not valid UTF-8")
 	}
 	return nil
 }
@@ -214,16 +222,27 @@ func (ids CustomerIDs) validate(where string) error {
 		return invalidInput(where, "CustomerIDs", "must name at least one account id or username")
 	}
 	for i, id := range ids.AccountIDs {
-		if strings.TrimSpace(id) == "" {
-			return invalidInput(where, fmt.Sprintf("CustomerIDs.AccountIDs[%d]", i), "must not be empty")
+		if err := validID(id); err != "" {
+			return invalidInput(where, fmt.Sprintf("CustomerIDs.AccountIDs[%d]", i), err)
 		}
 	}
 	for i, name := range ids.Usernames {
-		if strings.TrimSpace(name) == "" {
-			return invalidInput(where, fmt.Sprintf("CustomerIDs.Usernames[%d]", i), "must not be empty")
+		if err := validID(name); err != "" {
+			return invalidInput(where, fmt.Sprintf("CustomerIDs.Usernames[%d]", i), err)
 		}
 	}
 	return nil
+}
+
+// validID says what is wrong with an account id or username, or "".
+func validID(id string) string {
+	switch {
+	case strings.TrimSpace(id) == "":
+		return "must not be empty"
+	case !utf8.ValidString(id):
+		return "is not valid UTF-8"
+	}
+	return ""
 }
 
 // Add adds customers to a service desk. Customers already on the desk are

@@ -276,6 +276,17 @@ func TestInvalidInputSendsNothing(t *testing.T) {
 			_, err := c.Customers.Create(ctx, servicedesk.CreateCustomerRequest{Email: "fred@example.com", DisplayName: "  "})
 			return err
 		}},
+		{"display name not UTF-8", "DisplayName", func(c *servicedesk.Client) error {
+			_, err := c.Customers.Create(ctx, servicedesk.CreateCustomerRequest{Email: "fred@example.com", DisplayName: "caf\xe9"})
+			return err
+		}},
+		{"query not UTF-8", "Query", func(c *servicedesk.Client) error {
+			_, err := c.Customers.List(ctx, "1", &servicedesk.ListCustomersOptions{Query: "caf\xe9"})
+			return err
+		}},
+		{"account id not UTF-8", "AccountIDs[0]", func(c *servicedesk.Client) error {
+			return c.Customers.Add(ctx, "1", servicedesk.CustomerIDs{AccountIDs: []string{"\xff"}})
+		}},
 		{"list empty desk", "serviceDeskID", func(c *servicedesk.Client) error {
 			_, err := c.Customers.List(ctx, "", nil)
 			return err

@@ -3,6 +3,8 @@ package servicedesktest_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -488,4 +491,31 @@ func TestUnknownPathsAre404(t *testing.T) {
 	var platform struct{ ErrorMessages []string }
 	require.NoError(t, json.Unmarshal(body, &platform))
 	assert.NotEmpty(t, platform.ErrorMessages)
+}
+
+// TestConnectQSHOfInvalidUTF8AgreesWithAtlassian: a query with bytes that
+// are not UTF-8 ("caf%E9") is hashed as atlassian-jwt hashes it, with
+// U+FFFD in their place, so the fake accepts what Jira accepts and refuses
+// what Jira refuses.
+func TestConnectQSHOfInvalidUTF8AgreesWithAtlassian(t *testing.T) {
+	t.Parallel()
+	srv := start(t, servicedesktest.WithConnectApp("com.example.app", "shared-secret"))
+	send := func(canonical string) int {
+		sum := sha256.Sum256([]byte(canonical))
+		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+			"iss": "com.example.app", "iat": time.Now().Unix(), "exp": time.Now().Add(time.Minute).Unix(),
+			"qsh": hex.EncodeToString(sum[:]),
+		}).SignedString([]byte("shared-secret"))
+		require.NoError(t, err)
+		req, _ := http.NewRequest("GET", srv.URL+"/rest/servicedeskapi/servicedesk/1/customer?query=caf%E9", nil)
+		req.Header.Set("Authorization", "JWT "+tok)
+		req.Header.Set("X-ExperimentalApi", "opt-in")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	// The canonical request atlassian-jwt 2.0.3 builds (see internal/connect/testdata).
+	assert.Equal(t, http.StatusOK, send("GET&/rest/servicedeskapi/servicedesk/1/customer&query=caf%EF%BF%BD"))
+	assert.Equal(t, http.StatusUnauthorized, send("GET&/rest/servicedeskapi/servicedesk/1/customer&query=caf%E9"))
 }

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"unicode/utf16"
+	"unicode/utf8"
 )
 
 // CanonicalRequest returns "METHOD&path&query" for a request to u, where
@@ -20,9 +21,11 @@ import (
 //   - METHOD is upper case;
 //   - path is the escaped path as sent, basePath cut from its front, "&"
 //     encoded as "%26", "/" when empty, without a trailing "/";
-//   - query leaves out "jwt", sorts the names, sorts repeated values and
-//     joins them with ",", percent-encodes names and values per RFC 3986
-//     (space as %20, "*" as %2A, "~" kept) and joins the pairs with "&".
+//   - query is read as Node's querystring reads it (see parseQuery: bytes
+//     that are not UTF-8 become U+FFFD), leaves out "jwt", sorts the names,
+//     sorts repeated values and joins them with ",", percent-encodes names
+//     and values per RFC 3986 (space as %20, "*" as %2A, "~" kept) and
+//     joins the pairs with "&".
 //
 // The body is not part of it.
 func CanonicalRequest(method string, u *url.URL, basePath string) string {
@@ -61,9 +64,7 @@ func writeCanonicalQuery(b *strings.Builder, rawQuery string) {
 	if rawQuery == "" {
 		return
 	}
-	// ParseQuery decodes "+" as a space, as Node's querystring does; a
-	// malformed pair is left out (the SDK never sends one).
-	query, _ := url.ParseQuery(rawQuery)
+	query := parseQuery(rawQuery)
 	delete(query, "jwt")
 	names := make([]string, 0, len(query))
 	for name := range query {
@@ -85,6 +86,109 @@ func writeCanonicalQuery(b *strings.Builder, rawQuery string) {
 			b.WriteString(Encode(v))
 		}
 	}
+}
+
+// parseQuery reads a raw query as Node's querystring.parse does, which is
+// what atlassian-jwt hashes: pairs split on "&" (empty pieces skipped),
+// name and value on the first "=", "+" as a space, valid %XX escapes
+// decoded and invalid ones kept as they are, and the bytes then read as
+// UTF-8 with every ill-formed sequence replaced by U+FFFD.
+// (url.ParseQuery drops a pair with a bad escape and keeps invalid UTF-8,
+// so its canonical request would differ, and the server would answer 401.)
+func parseQuery(rawQuery string) map[string][]string {
+	query := map[string][]string{}
+	for piece := range strings.SplitSeq(rawQuery, "&") {
+		if piece == "" {
+			continue
+		}
+		name, value, _ := strings.Cut(piece, "=")
+		name, value = unescape(name), unescape(value)
+		query[name] = append(query[name], value)
+	}
+	return query
+}
+
+func unescape(s string) string {
+	if !strings.ContainsAny(s, "+%") && isASCII(s) {
+		return s
+	}
+	buf := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '+':
+			buf = append(buf, ' ')
+		case c == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]):
+			buf = append(buf, unhex(s[i+1])<<4|unhex(s[i+2]))
+			i += 2
+		default:
+			buf = append(buf, c)
+		}
+	}
+	return toWellFormedUTF8(buf)
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c <= 'F':
+		return c - 'A' + 10
+	}
+	return c - 'a' + 10
+}
+
+// toWellFormedUTF8 decodes b as the WHATWG Encoding Standard's UTF-8
+// decoder does (as JavaScript does): each maximal subpart of an ill-formed
+// sequence becomes one U+FFFD. strings.ToValidUTF8 would merge a run of
+// them into one; utf8.DecodeRune would make one per byte.
+func toWellFormedUTF8(b []byte) string {
+	var out strings.Builder
+	out.Grow(len(b))
+	for i := 0; i < len(b); {
+		c := b[i]
+		if c < 0x80 {
+			out.WriteByte(c)
+			i++
+			continue
+		}
+		need, lower, upper := 0, byte(0x80), byte(0xBF)
+		switch {
+		case 0xC2 <= c && c <= 0xDF:
+			need = 1
+		case c == 0xE0:
+			need, lower = 2, 0xA0
+		case c == 0xED:
+			need, upper = 2, 0x9F
+		case 0xE1 <= c && c <= 0xEF:
+			need = 2
+		case c == 0xF0:
+			need, lower = 3, 0x90
+		case c == 0xF4:
+			need, upper = 3, 0x8F
+		case 0xF1 <= c && c <= 0xF3:
+			need = 3
+		}
+		j := i + 1
+		for k := 0; k < need; k++ {
+			if j >= len(b) || b[j] < lower || b[j] > upper {
+				break
+			}
+			lower, upper = 0x80, 0xBF
+			j++
+		}
+		if need == 0 || j-i != need+1 {
+			out.WriteRune(utf8.RuneError)
+			i = j
+			continue
+		}
+		out.Write(b[i:j])
+		i = j
+	}
+	return out.String()
 }
 
 // compareUTF16 orders strings as JavaScript's default sort does: by UTF-16

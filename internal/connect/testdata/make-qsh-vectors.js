@@ -44,6 +44,15 @@ const cases = [
   ['lower-case method', 'post', site, site + '/rest/servicedeskapi/customer?strictConflictStatusCode=true'],
   ['create', 'POST', site, site + '/rest/servicedeskapi/customer'],
   ['remove', 'DELETE', site, site + api],
+  ['invalid utf-8 in value', 'GET', site, site + api + '?query=caf%E9'],
+  ['invalid utf-8 in name', 'GET', site, site + api + '?caf%E9=1'],
+  ['truncated utf-8 sequence', 'GET', site, site + api + '?query=%E6%97'],
+  ['overlong utf-8', 'GET', site, site + api + '?query=%C0%AF'],
+  ['malformed escape', 'GET', site, site + api + '?query=100%ZZ&limit=5'],
+  ['percent at the end', 'GET', site, site + api + '?query=50%'],
+  ['empty pieces and names', 'GET', site, site + api + '?&a=1&&=2&b'],
+  ['plus in a name', 'GET', site, site + api + '?a+b=c+d'],
+  ['four-byte and surrogate escapes', 'GET', site, site + api + '?q=%F0%9F%8E%89%ED%A0%80'],
 ];
 
 const out = cases.map(([name, method, baseUrl, url]) => {
