@@ -364,11 +364,34 @@ func TestInvalidSuccessBodies(t *testing.T) {
 	}
 }
 
-func TestListRefusesNonJSONPage(t *testing.T) {
+func TestListRefusesWhatIsNotAPage(t *testing.T) {
 	t.Parallel()
-	c, _ := mockClient(t, "https://x.atlassian.net", []reply{{status: 200, body: "null"}})
+	for name, body := range map[string]string{
+		"null":              "null",
+		"maintenance":       `{"status":"maintenance"}`,
+		"empty object":      `{}`,
+		"values null":       `{"size":0,"values":null,"isLastPage":true}`,
+		"values not a list": `{"size":0,"values":{},"isLastPage":true}`,
+		"negative start":    `{"size":0,"start":-1,"values":[],"isLastPage":true}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			c, _ := mockClient(t, "https://x.atlassian.net", []reply{{status: 200, body: body}})
+			page, err := c.Customers.List(context.Background(), "1", nil)
+			require.ErrorIs(t, err, servicedesk.ErrInvalidResponse)
+			assert.Nil(t, page)
+			assert.Contains(t, err.Error(), "GET /rest/servicedeskapi/servicedesk/1/customer")
+
+			n := 0
+			for _, err := range c.Customers.All(context.Background(), "1", nil) {
+				n++
+				require.ErrorIs(t, err, servicedesk.ErrInvalidResponse, "a walk does not end quietly with nothing")
+			}
+			assert.Equal(t, 1, n)
+		})
+	}
+	c, _ := mockClient(t, "https://x.atlassian.net", []reply{{status: 200, body: `{"size":0,"start":0,"limit":50,"isLastPage":true,"values":[]}`}})
 	page, err := c.Customers.List(context.Background(), "1", nil)
-	require.ErrorIs(t, err, servicedesk.ErrInvalidResponse)
-	assert.Nil(t, page)
-	assert.Contains(t, err.Error(), "GET /rest/servicedeskapi/servicedesk/1/customer")
+	require.NoError(t, err, "an empty page is a page")
+	assert.Empty(t, page.Values)
 }

@@ -2,6 +2,7 @@ package servicedesk
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"iter"
 	"net/url"
@@ -19,6 +20,20 @@ type Page[T any] struct {
 	Values     []T       `json:"values"`
 	Expands    []string  `json:"_expands,omitempty"`
 	Links      PageLinks `json:"_links"`
+}
+
+// validate refuses a decoded object that is not a page: every page of the
+// servicedeskapi has a values array, even an empty one. Without this check a
+// 200 such as {"status":"maintenance"} would be an empty page, and a walk
+// would end quietly with nothing.
+func (p *Page[T]) validate() error {
+	if p.Values == nil {
+		return errors.New(`answer has no "values" array: not a page`)
+	}
+	if p.Size < 0 || p.Start < 0 || p.Limit < 0 {
+		return fmt.Errorf("page has a negative size, start or limit (%d, %d, %d)", p.Size, p.Start, p.Limit)
+	}
+	return nil
 }
 
 // PageLinks are the links of a [Page]. They name the site's host even when
