@@ -51,7 +51,8 @@ type Client struct {
 }
 
 // CloudGatewayURL returns the base URL used with OAuth 2.0 (3LO) and scoped tokens:
-// "https://api.atlassian.com/ex/jira/" + cloudID.
+// "https://api.atlassian.com/ex/jira/" + cloudID. [NewClient] refuses the
+// URL of an empty cloudID, which would make every call 404.
 func CloudGatewayURL(cloudID string) string {
 	return "https://api.atlassian.com/ex/jira/" + url.PathEscape(cloudID)
 }
@@ -62,8 +63,9 @@ func CloudGatewayURL(cloudID string) string {
 // ("https://jira.example.com/jira"). API paths are appended to the base
 // URL's path. NewClient does no network I/O; it fails, wrapping
 // [ErrInvalidInput], on a base URL without scheme or host, with credentials,
-// a query or a fragment in it, on an invalid option, or on more than one
-// authentication option.
+// a query or a fragment in it, with an API path in it ("/rest/..."), on the
+// OAuth gateway without a cloud id, on an invalid option, or on more than
+// one authentication option.
 func NewClient(baseURL string, opts ...Option) (*Client, error) {
 	base, err := parseBaseURL(baseURL)
 	if err != nil {
@@ -109,9 +111,11 @@ func NewClient(baseURL string, opts ...Option) (*Client, error) {
 	return c, nil
 }
 
-// isLoopback reports whether host names this machine.
+// isLoopback reports whether host names this machine: a loopback IP, or
+// "localhost" (which the hosts file maps). Names below .localhost are not
+// exempt: Go resolves them through DNS, which anyone on the path can answer.
 func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
+	if strings.EqualFold(host, "localhost") {
 		return true
 	}
 	ip := net.ParseIP(host)
@@ -138,7 +142,34 @@ func parseBaseURL(raw string) (*url.URL, error) {
 	}
 	u.Path = strings.TrimRight(u.Path, "/")
 	u.RawPath = strings.TrimRight(u.RawPath, "/")
+	if err := checkBasePath(u); err != nil {
+		return nil, err
+	}
 	return u, nil
+}
+
+// checkBasePath refuses base URLs that look right but make every call 404:
+// one that already holds an API path, and the OAuth gateway without a
+// cloud id.
+func checkBasePath(u *url.URL) error {
+	segments := strings.Split(u.Path, "/")
+	for i, seg := range segments {
+		if seg == "rest" {
+			site := *u
+			site.Path, site.RawPath = strings.Join(segments[:i], "/"), ""
+			return invalidInput("NewClient", "baseURL",
+				fmt.Sprintf("must not include the API path (%q): use %q; the SDK appends /rest/servicedeskapi/...",
+					"/"+strings.Join(segments[i:], "/"), site.String()))
+		}
+	}
+	if strings.EqualFold(u.Hostname(), "api.atlassian.com") {
+		cloudID, ok := strings.CutPrefix(u.Path, "/ex/jira/")
+		if !ok || cloudID == "" || strings.Contains(cloudID, "/") {
+			return invalidInput("NewClient", "baseURL",
+				"is the OAuth 2.0 gateway without a cloud id: use CloudGatewayURL(cloudID), with the id from AccessibleResources")
+		}
+	}
+	return nil
 }
 
 // DefaultTimeout bounds each attempt (connecting, sending, and reading the

@@ -47,6 +47,11 @@ func TestNewClientRefusesBadInput(t *testing.T) {
 		{"empty user agent", "https://x.atlassian.net", []servicedesk.Option{servicedesk.WithUserAgent("")}, "ua"},
 		{"header injection", "https://x.atlassian.net", []servicedesk.Option{servicedesk.WithUserAgent("a\r\nX-Evil: 1")}, "ua"},
 		{"nil option", "https://x.atlassian.net", []servicedesk.Option{nil}, "opts"},
+		{"servicedeskapi path", "https://x.atlassian.net/rest/servicedeskapi", nil, `use "https://x.atlassian.net"`},
+		{"platform api path", "https://jira.example.com/jira/rest/api/2/", nil, `use "https://jira.example.com/jira"`},
+		{"gateway without cloud id", servicedesk.CloudGatewayURL(""), nil, "CloudGatewayURL(cloudID)"},
+		{"gateway root", "https://api.atlassian.com", nil, "cloud id"},
+		{"gateway with API path", servicedesk.CloudGatewayURL("abc") + "/rest/servicedeskapi/", nil, "/rest/servicedeskapi"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

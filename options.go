@@ -172,7 +172,9 @@ func WithLogger(l *slog.Logger) Option {
 
 // WithInsecurePlainHTTP allows credentials over plain http:// to a host that
 // is not loopback. Without it NewClient refuses such a base URL, since the
-// credentials would cross the network in clear text.
+// credentials would cross the network in clear text. Loopback means a
+// loopback IP address or "localhost"; names below ".localhost" need this
+// option too, since they are resolved through DNS.
 func WithInsecurePlainHTTP() Option {
 	return optionFunc(func(c *config) error {
 		c.insecureHTTP = true

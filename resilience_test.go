@@ -330,6 +330,8 @@ func TestPlainHTTPNeedsOptIn(t *testing.T) {
 		_, err := servicedesk.NewClient(base, basicAuth())
 		assert.NoError(t, err, base)
 	}
+	_, err = servicedesk.NewClient("http://jira.localhost:8080", basicAuth())
+	require.ErrorIs(t, err, servicedesk.ErrInvalidInput, ".localhost names are resolved through DNS")
 	_, err = servicedesk.NewClient("http://jira.example.com", basicAuth(), servicedesk.WithInsecurePlainHTTP())
 	assert.NoError(t, err)
 	_, err = servicedesk.NewClient("http://jira.example.com")
