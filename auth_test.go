@@ -290,3 +290,71 @@ func TestAccessibleResourcesRefusesWhatIsNotAList(t *testing.T) {
 	require.ErrorIs(t, err, servicedesk.ErrInvalidResponse)
 	assert.Nil(t, res)
 }
+
+// TestConnectUserGrantIsNotRedirectedElsewhere: a token endpoint answering
+// 307 or 308 to another host would have the signed assertion posted there.
+// The SDK refuses the redirect and does not retry it.
+func TestConnectUserGrantIsNotRedirectedElsewhere(t *testing.T) {
+	t.Parallel()
+	for _, status := range []int{http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
+		var stolen atomic.Int32
+		thief := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			stolen.Add(1)
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"access_token":"stolen","expires_in":900}`))
+		}))
+		t.Cleanup(thief.Close)
+		var asked atomic.Int32
+		tokenSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			asked.Add(1)
+			http.Redirect(w, r, thief.URL+"/oauth2/token", status)
+		}))
+		t.Cleanup(tokenSrv.Close)
+		ts, err := servicedesk.ConnectUserTokenSource(servicedesk.ConnectUserConfig{
+			OAuthClientID: "c", SharedSecret: "install-secret", BaseURL: "https://x.atlassian.net", AccountID: "u",
+			TokenURL: tokenSrv.URL + "/oauth2/token",
+		})
+		require.NoError(t, err)
+		_, err = ts.Token()
+		require.ErrorContains(t, err, "refused a redirect to "+thief.URL, "status %d", status)
+		assert.NotContains(t, err.Error(), "eyJ", "no assertion in the error")
+		assert.Equal(t, int32(0), stolen.Load(), "the other host got nothing (status %d)", status)
+		assert.Equal(t, int32(1), asked.Load(), "not retried (status %d)", status)
+	}
+}
+
+// TestAccessibleResourcesTokenStaysOnItsOrigin: an https endpoint that
+// redirects to plain http on the same host, another port, gets the token
+// only on its own origin; and a plain-http endpoint is refused.
+func TestAccessibleResourcesTokenStaysOnItsOrigin(t *testing.T) {
+	t.Parallel()
+	var clearAuth atomic.Value
+	clearAuth.Store("unset")
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		clearAuth.Store(r.Header.Get("Authorization"))
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`[]`))
+	}))
+	t.Cleanup(plain.Close)
+	var tlsAuth atomic.Value
+	secure := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tlsAuth.Store(r.Header.Get("Authorization"))
+		http.Redirect(w, r, plain.URL+r.URL.Path, http.StatusFound)
+	}))
+	t.Cleanup(secure.Close)
+	ts := oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "secret-access-token"})
+	_, err := servicedesk.AccessibleResources(context.Background(), ts,
+		&servicedesk.AccessibleResourcesOptions{URL: secure.URL + "/oauth/token/accessible-resources", HTTPClient: secure.Client()})
+	require.NoError(t, err)
+	assert.Equal(t, "Bearer secret-access-token", tlsAuth.Load())
+	assert.Equal(t, "", clearAuth.Load(), "no token in clear text to another port")
+
+	_, err = servicedesk.AccessibleResources(context.Background(), ts, &servicedesk.AccessibleResourcesOptions{URL: "http://api.example.com/oauth/token/accessible-resources"})
+	require.ErrorIs(t, err, servicedesk.ErrInvalidInput)
+	assert.ErrorContains(t, err, "clear text")
+	_, err = servicedesk.ConnectUserTokenSource(servicedesk.ConnectUserConfig{
+		OAuthClientID: "c", SharedSecret: "s", BaseURL: "https://x.atlassian.net", AccountID: "u", TokenURL: "http://auth.example.com/oauth2/token",
+	})
+	require.ErrorIs(t, err, servicedesk.ErrInvalidInput)
+	assert.ErrorContains(t, err, "clear text")
+}

@@ -35,10 +35,10 @@ type Client struct {
 	Customers *CustomersService
 
 	base        *url.URL // scheme and host of the site; Path without trailing "/"
-	httpClient  *http.Client
+	retry       *retryablehttp.Client
 	userAgent   []string // the User-Agent header's value
 	logger      *slog.Logger
-	auth        authenticator // for redaction; requests get credentials in authTransport
+	auth        authenticator // for redaction; requests get credentials in transport
 	connect     bool          // authenticates as a Connect app
 	onRateLimit func(RateLimit)
 	prefetch    bool // All and Pages fetch the next page ahead
@@ -46,6 +46,7 @@ type Client struct {
 	maxRetries   int
 	retryWaitMin time.Duration
 	retryWaitMax time.Duration
+	timeout      time.Duration // per attempt; 0: none
 
 	common service
 }
@@ -84,11 +85,17 @@ func NewClient(baseURL string, opts ...Option) (*Client, error) {
 		return nil, invalidInput("NewClient", "opts",
 			"may hold one way to authenticate, got "+strings.Join(cfg.authOptions, " and "))
 	}
+	return newClient("NewClient", "baseURL", base, cfg)
+}
+
+// newClient builds a Client for base from cfg. The OAuth helpers build
+// theirs here too, for the token and accessible-resources endpoints, so
+// that every request the SDK makes goes through the same pipeline.
+func newClient(where, field string, base *url.URL, cfg config) (*Client, error) {
 	if base.Scheme == "http" && cfg.auth != nil && !cfg.insecureHTTP && !isLoopback(base.Hostname()) {
-		return nil, invalidInput("NewClient", "baseURL",
+		return nil, invalidInput(where, field,
 			"is plain http:// to a host that is not loopback: credentials would travel in clear text; use https:// (or WithInsecurePlainHTTP)")
 	}
-
 	ca, isConnect := cfg.auth.(*connectAuth)
 	if isConnect {
 		ca.basePath = base.EscapedPath()
@@ -104,8 +111,9 @@ func NewClient(baseURL string, opts ...Option) (*Client, error) {
 		maxRetries:   cfg.maxRetries,
 		retryWaitMin: cfg.retryWaitMin,
 		retryWaitMax: cfg.retryWaitMax,
+		timeout:      cfg.attemptTimeout(),
 	}
-	c.httpClient = newHTTPClient(cfg.httpClient, cfg.auth, base)
+	c.retry = newRetryClient(newHTTPClient(cfg.httpClient, cfg.auth, base, c.timeout), c.maxRetries)
 	c.common.client = c
 	c.Customers = (*CustomersService)(&c.common)
 	return c, nil
@@ -172,38 +180,22 @@ func checkBasePath(u *url.URL) error {
 	return nil
 }
 
-// DefaultTimeout bounds each attempt (connecting, sending, and reading the
-// whole answer) when no [WithHTTPClient] is given, so a server that stops
-// answering cannot hang a call that has no context deadline.
+// DefaultTimeout bounds each attempt (connecting, sending, redirects and
+// reading the whole answer) unless [WithTimeout] says otherwise, so a server
+// that stops answering cannot hang a call that has no context deadline.
 const DefaultTimeout = 60 * time.Second
-
-// newHTTPClient builds the http.Client the retry loop uses: the user's
-// settings with the credentials added beneath them, per request and only for
-// the configured origin.
-func newHTTPClient(user *http.Client, auth authenticator, base *url.URL) *http.Client {
-	hc := &http.Client{Timeout: DefaultTimeout}
-	if user != nil {
-		hc.Timeout = user.Timeout
-		hc.Jar = user.Jar
-		hc.CheckRedirect = user.CheckRedirect
-		hc.Transport = user.Transport
-	}
-	if hc.Transport == nil {
-		hc.Transport = http.DefaultTransport
-	}
-	// authTransport does not implement CloseIdleConnections on purpose:
-	// retryablehttp calls it after failures, and it must not close the idle
-	// connections of a Transport the whole program may share.
-	hc.Transport = &authTransport{base: hc.Transport, auth: auth,
-		scheme: base.Scheme, host: base.Host, origin: origin(base.Scheme, base.Host)}
-	return hc
-}
 
 // request is one API call as the pipeline carries it.
 type request struct {
+	op     string // what the caller called: "CustomersService.List"
 	method string
 	url    *url.URL
 	body   []byte
+	// contentType is the body's; JSON unless said otherwise.
+	contentType []string
+	// expect is how a 2xx body that is decoded must open: '{' (the
+	// default) for an object, '[' for an array.
+	expect byte
 
 	// experimental marks an endpoint that wants "X-ExperimentalApi: opt-in"
 	// (the server answers 412 without it).
@@ -217,8 +209,9 @@ type request struct {
 
 // newRequest builds a call to path below /rest/servicedeskapi/ (path is
 // already escaped). body, when not nil, is sent as JSON.
-func (c *Client) newRequest(method, path string, n needs, query url.Values, body any) (*request, error) {
+func (c *Client) newRequest(op, method, path string, n needs, query url.Values, body any) (*request, error) {
 	r := &request{
+		op:         op,
 		needs:      n,
 		method:     method,
 		url:        c.apiURL(path, query),
@@ -227,7 +220,7 @@ func (c *Client) newRequest(method, path string, n needs, query url.Values, body
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return nil, fmt.Errorf("servicedesk: %s %s: encoding request: %w", method, r.url.EscapedPath(), err)
+			return nil, fmt.Errorf("%w: %s: encoding the request body: %w", ErrInvalidInput, op, err)
 		}
 		r.body = b
 	}
@@ -249,41 +242,52 @@ func (c *Client) apiURL(escapedPath string, query url.Values) *url.URL {
 // (when v is not nil). Any other status becomes an *Error.
 func (c *Client) do(ctx context.Context, r *request, v any) error {
 	if ctx == nil {
-		return invalidInput(r.method+" "+r.url.EscapedPath(), "ctx", "must not be nil")
-	}
-	if err := ctx.Err(); err != nil {
-		return c.transportError(ctx, r, err)
+		return invalidInput(r.op, "ctx", "must not be nil")
 	}
 	if c.connect && r.needs.connect == connectInaccessible {
 		return fmt.Errorf("%w: %s %s: Atlassian Connect apps cannot %s (the operation's Connect scope is %s); use a user's credentials",
 			ErrForbidden, r.method, r.url.EscapedPath(), r.needs.action, connectInaccessible)
 	}
-	req, err := c.newHTTPRequest(ctx, r)
-	if err != nil {
-		return err
+	cl := &call{Context: ctx, c: c, r: r, start: time.Now()}
+	if c.onRateLimit != nil && c.prefetch {
+		cl.sink, _ = ctx.Value(rateLimitSinkKey{}).(*rateLimitSink)
 	}
-	a := &attempts{client: c, req: r}
-	resp, err := a.retryClient().Do(req)
+	return cl.run(v)
+}
+
+// run makes the call: its attempts, then the answer.
+func (cl *call) run(v any) error {
+	if err := cl.Err(); err != nil {
+		return cl.transportError(err)
+	}
+	resp, err := cl.c.retry.Do(cl.newHTTPRequest())
 	if err != nil {
-		return c.transportError(ctx, r, err)
+		if resp != nil {
+			closeBody(resp.Body)
+		}
+		return cl.transportError(err)
 	}
 	defer closeBody(resp.Body)
 
+	r := cl.r
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		e := newError(resp, r.method, r.url, time.Now())
-		e.Attempts = a.n
-		if e.StatusCode == http.StatusUnauthorized || e.StatusCode == http.StatusForbidden {
+		e.Attempts = cl.n
+		if (e.StatusCode == http.StatusUnauthorized || e.StatusCode == http.StatusForbidden) && r.needs.action != "" {
 			e.Needs = r.needs.String()
 		}
-		e.redact(c.auth)
+		e.redact(cl.c.auth)
 		return e
 	}
 	if v == nil {
 		return nil
 	}
-	// Every answer of the servicedeskapi is an object.
-	if err := decodeJSON(resp, v, '{'); err != nil {
-		if ctxErr := ctx.Err(); ctxErr != nil {
+	expect := r.expect
+	if expect == 0 {
+		expect = '{' // every answer of the servicedeskapi is an object
+	}
+	if err := decodeJSON(resp, v, expect); err != nil {
+		if ctxErr := cl.Err(); ctxErr != nil {
 			return fmt.Errorf("servicedesk: %s %s: %w", r.method, r.url.EscapedPath(), ctxErr)
 		}
 		return fmt.Errorf("%w: %s %s: %d answer: %w", ErrInvalidResponse, r.method, r.url.EscapedPath(), resp.StatusCode, err)
@@ -299,46 +303,55 @@ var (
 	optInValue = []string{"opt-in"}
 )
 
-func (c *Client) newHTTPRequest(ctx context.Context, r *request) (*retryablehttp.Request, error) {
+// newHTTPRequest builds the request every attempt sends; its context is
+// the call itself.
+func (cl *call) newHTTPRequest() *retryablehttp.Request {
+	r := cl.r
 	h := make(http.Header, 5)
 	h["Accept"] = jsonValue
-	h["User-Agent"] = c.userAgent
+	h["User-Agent"] = cl.c.userAgent
 	if r.experimental {
 		h["X-Experimentalapi"] = optInValue
 	}
 	// The URL is already built: hand it over rather than render and parse
 	// it again, as http.NewRequest would.
-	hr := (&http.Request{
-		Method:     r.method,
-		URL:        r.url,
-		Proto:      "HTTP/1.1",
-		ProtoMajor: 1,
-		ProtoMinor: 1,
-		Header:     h,
-		Host:       r.url.Host,
-	}).WithContext(ctx)
-	req := &retryablehttp.Request{Request: hr}
+	hr := new(http.Request).WithContext(cl)
+	hr.Method = r.method
+	hr.URL = r.url
+	hr.Proto, hr.ProtoMajor, hr.ProtoMinor = "HTTP/1.1", 1, 1
+	hr.Header = h
+	hr.Host = r.url.Host
 	if r.body != nil {
 		h["Content-Type"] = jsonValue
-		// SetBody on a []byte: each attempt reads the same bytes again.
-		if err := req.SetBody(r.body); err != nil {
-			return nil, fmt.Errorf("servicedesk: %s %s: %w", r.method, r.url.EscapedPath(), err)
+		if r.contentType != nil {
+			h["Content-Type"] = r.contentType
 		}
+		// beforeAttempt gives every attempt a fresh reader over the body.
+		hr.ContentLength = int64(len(r.body))
+		hr.GetBody = cl.getBody
+		hr.Body = http.NoBody
 	}
-	return req, nil
+	cl.req.Request = hr
+	return &cl.req
 }
 
-// transportError reports a request that got no response. Once the context
-// is done, its error is the one that counts.
-func (c *Client) transportError(ctx context.Context, r *request, err error) error {
-	if ctxErr := ctx.Err(); ctxErr != nil {
+// transportError reports a call that got no response. Once the context is
+// done, its error is the one that counts.
+func (cl *call) transportError(err error) error {
+	if ctxErr := cl.Err(); ctxErr != nil {
 		err = ctxErr
 	}
-	err = fmt.Errorf("servicedesk: %s %s: %w", r.method, r.url.EscapedPath(), stripURLError(err))
-	if msg := redact(c.auth, err.Error()); msg != err.Error() {
+	err = fmt.Errorf("servicedesk: %s %s: %w", cl.r.method, cl.r.url.EscapedPath(), stripURLError(err))
+	if msg := redact(cl.c.auth, err.Error()); msg != err.Error() {
 		return &redactedError{msg: msg, err: err}
 	}
 	return err
+}
+
+// errorText is an error as logs may show it: without the request's URL,
+// whose query may hold a customer's email, and without credentials.
+func (c *Client) errorText(err error) string {
+	return redact(c.auth, stripURLError(err).Error())
 }
 
 // stripURLError drops the *url.Error wrapper, which repeats the method and

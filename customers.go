@@ -90,7 +90,7 @@ func (s *CustomersService) Create(ctx context.Context, req CreateCustomerRequest
 	if req.StrictConflictStatusCode {
 		query = url.Values{"strictConflictStatusCode": {"true"}}
 	}
-	r, err := s.client.newRequest(http.MethodPost, "customer", needsCreate, query, req)
+	r, err := s.client.newRequest("CustomersService.Create", http.MethodPost, "customer", needsCreate, query, req)
 	if err != nil {
 		return nil, err
 	}
@@ -176,7 +176,8 @@ func (s *CustomersService) List(ctx context.Context, serviceDeskID string, opts 
 //
 // JSM API: GET /rest/servicedeskapi/servicedesk/{serviceDeskId}/customer (experimental)
 func (s *CustomersService) All(ctx context.Context, serviceDeskID string, opts *ListCustomersOptions) iter.Seq2[Customer, error] {
-	return values(s.Pages(ctx, serviceDeskID, opts))
+	r, err := s.listRequest("CustomersService.All", serviceDeskID, opts)
+	return values(pages[Customer](ctx, s.client, r, err))
 }
 
 // Pages walks every page, following _links.next, and yields each page.
@@ -203,7 +204,7 @@ func (s *CustomersService) listRequest(where, serviceDeskID string, opts *ListCu
 	if err := opts.validate(where); err != nil {
 		return nil, err
 	}
-	r, err := s.client.newRequest(http.MethodGet, deskCustomersPath(serviceDeskID), needsList, opts.values(), nil)
+	r, err := s.client.newRequest(where, http.MethodGet, deskCustomersPath(serviceDeskID), needsList, opts.values(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -279,7 +280,7 @@ func (s *CustomersService) changeDesk(ctx context.Context, method, where string,
 	if err := ids.validate(where); err != nil {
 		return err
 	}
-	r, err := s.client.newRequest(method, deskCustomersPath(serviceDeskID), n, nil, ids)
+	r, err := s.client.newRequest(where, method, deskCustomersPath(serviceDeskID), n, nil, ids)
 	if err != nil {
 		return err
 	}

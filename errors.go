@@ -151,6 +151,9 @@ type errorBody struct {
 	} `json:"i18nErrorMessage"`
 	ErrorMessages []string          `json:"errorMessages"`
 	Errors        map[string]string `json:"errors"`
+	// OAuth 2.0 token endpoints answer {"error": "...", "error_description": "..."}.
+	OAuthError       string `json:"error"`
+	OAuthDescription string `json:"error_description"`
 }
 
 // newError builds the *Error of a non-2xx answer to method u and consumes
@@ -165,7 +168,7 @@ func newError(resp *http.Response, method string, u *url.URL, now time.Time) *Er
 		RequestID:  resp.Header.Get("X-AREQUESTID"),
 	}
 	e.RetryAfter, _ = retryAfter(resp.Header, now)
-	e.RateLimit, _ = rateLimitOf(resp.Header)
+	e.RateLimit, _ = rateLimitOf(resp.Header, now)
 	if resp.Body != nil {
 		e.Body, _ = io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	}
@@ -231,6 +234,12 @@ func (e *Error) parseJSON(body []byte) bool {
 	if e.Message == "" {
 		e.Message = joinFieldErrors(eb.Errors)
 	}
+	if e.Message == "" && eb.OAuthError != "" {
+		e.Message = eb.OAuthError
+		if eb.OAuthDescription != "" {
+			e.Message += ": " + eb.OAuthDescription
+		}
+	}
 	return e.Message != "" || e.I18nKey != "" || len(eb.Errors) > 0
 }
 
@@ -278,48 +287,4 @@ func excerpt(body []byte, contentType string) string {
 		text = text[:cut] + "…"
 	}
 	return text
-}
-
-// retryAfter reads how long the server asks us to wait: the longer of
-// Retry-After (seconds, or an HTTP date) and X-RateLimit-Reset (an ISO 8601
-// time). Jira may send "Retry-After: 0" with a reset a moment away. ok is
-// false when neither header is there or parses. Waits are capped at a day.
-func retryAfter(h http.Header, now time.Time) (d time.Duration, ok bool) {
-	if v := strings.TrimSpace(h.Get("Retry-After")); v != "" {
-		if secs, err := strconv.ParseInt(v, 10, 64); err == nil && secs >= 0 {
-			d, ok = time.Duration(min(secs, int64(maxRetryAfter/time.Second)))*time.Second, true
-		} else if t, err := http.ParseTime(v); err == nil {
-			d, ok = t.Sub(now), true
-		}
-	}
-	if reset, found := parseReset(h); found {
-		d, ok = max(d, reset.Sub(now)), true
-	}
-	return min(max(d, 0), maxRetryAfter), ok
-}
-
-// parseReset reads X-RateLimit-Reset, in any of the forms it comes in.
-func parseReset(h http.Header) (time.Time, bool) {
-	v := strings.TrimSpace(h.Get("X-RateLimit-Reset"))
-	if v == "" {
-		return time.Time{}, false
-	}
-	for _, layout := range resetLayouts {
-		if t, err := time.Parse(layout, v); err == nil {
-			return t, true
-		}
-	}
-	return time.Time{}, false
-}
-
-// maxRetryAfter caps what a server can make us wait.
-const maxRetryAfter = 24 * time.Hour
-
-// resetLayouts are the forms of X-RateLimit-Reset seen from Jira
-// ("2024-06-01T12:34Z": minutes, no seconds) and the other ISO 8601 forms.
-var resetLayouts = []string{
-	time.RFC3339Nano,
-	"2006-01-02T15:04Z07:00",
-	"2006-01-02T15:04:05.999999999Z0700",
-	"2006-01-02T15:04Z0700",
 }

@@ -139,20 +139,29 @@ func TestErrorBodyIsBounded(t *testing.T) {
 	assert.ErrorIs(t, err, servicedesk.ErrBadRequest)
 }
 
+// TestErrorRetryAfter reads every form of the wait. Absolute times are
+// measured against the answer's Date header, so these cases do not depend
+// on the local clock (or on how slow the machine is).
 func TestErrorRetryAfter(t *testing.T) {
 	t.Parallel()
+	date := time.Date(2026, 3, 26, 15, 0, 0, 0, time.UTC)
+	at := func(h map[string]string) map[string]string {
+		h["Date"] = date.Format(http.TimeFormat)
+		return h
+	}
 	cases := map[string]struct {
 		header map[string]string
 		want   time.Duration
-		within time.Duration
 	}{
-		"seconds":    {map[string]string{"Retry-After": "7"}, 7 * time.Second, 0},
-		"zero":       {map[string]string{"Retry-After": "0"}, 0, 0},
-		"http date":  {map[string]string{"Retry-After": time.Now().Add(90 * time.Second).UTC().Format(http.TimeFormat)}, 90 * time.Second, 10 * time.Second},
-		"reset iso":  {map[string]string{"X-RateLimit-Reset": time.Now().Add(2 * time.Hour).UTC().Format("2006-01-02T15:04Z")}, 2 * time.Hour, 61 * time.Second},
-		"reset past": {map[string]string{"X-RateLimit-Reset": "2024-06-01T12:34Z"}, 0, 0},
-		"none":       {nil, 0, 0},
-		"garbage":    {map[string]string{"Retry-After": "soon"}, 0, 0},
+		"seconds":           {map[string]string{"Retry-After": "7"}, 7 * time.Second},
+		"zero":              {map[string]string{"Retry-After": "0"}, 0},
+		"http date":         {at(map[string]string{"Retry-After": date.Add(90 * time.Second).Format(http.TimeFormat)}), 90 * time.Second},
+		"reset iso minutes": {at(map[string]string{"X-RateLimit-Reset": "2026-03-26T17:00Z"}), 2 * time.Hour},
+		"reset iso seconds": {at(map[string]string{"X-RateLimit-Reset": "2026-03-26T15:00:42Z"}), 42 * time.Second},
+		"zero with reset":   {at(map[string]string{"Retry-After": "0", "X-RateLimit-Reset": "2026-03-26T15:00:03Z"}), 3 * time.Second},
+		"reset past":        {map[string]string{"X-RateLimit-Reset": "2024-06-01T12:34Z"}, 0},
+		"none":              {map[string]string{}, 0},
+		"garbage":           {map[string]string{"Retry-After": "soon"}, 0},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -163,9 +172,28 @@ func TestErrorRetryAfter(t *testing.T) {
 			var apiErr *servicedesk.Error
 			require.ErrorAs(t, err, &apiErr)
 			assert.ErrorIs(t, err, servicedesk.ErrRateLimited)
-			assert.InDelta(t, tc.want, apiErr.RetryAfter, float64(tc.within))
+			assert.Equal(t, tc.want, apiErr.RetryAfter)
 		})
 	}
+}
+
+// TestServerClockSkewDoesNotStretchTheWait: a server whose clock is an hour
+// ahead sends a reset an hour ahead of ours; measured against its own Date
+// header it is a second away, and the retry comes after about a second.
+func TestServerClockSkewDoesNotStretchTheWait(t *testing.T) {
+	t.Parallel()
+	serverNow := time.Now().Add(time.Hour).UTC()
+	c, w := mockClient(t, "https://x.atlassian.net", []reply{
+		{status: 429, header: map[string]string{
+			"Date": serverNow.Format(http.TimeFormat), "Retry-After": "1",
+			"X-RateLimit-Reset": serverNow.Truncate(time.Second).Add(time.Second).Format(time.RFC3339),
+		}},
+		{status: 204},
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, addOne(c, ctx), "retried within the deadline, not an hour later")
+	assert.Len(t, w.all(), 2)
 }
 
 func TestErrorBodyWithOddTypesKeepsWhatItCan(t *testing.T) {

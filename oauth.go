@@ -2,7 +2,6 @@ package servicedesk
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -12,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/oauth2"
 )
@@ -81,60 +81,55 @@ type Resource struct {
 }
 
 // AccessibleResourcesOptions overrides where and how [AccessibleResources]
-// asks; the zero value (or nil) asks Atlassian with a client whose timeout
-// is [DefaultTimeout].
+// asks; the zero value (or nil) asks Atlassian over http.DefaultTransport,
+// each attempt bounded by [DefaultTimeout].
 type AccessibleResourcesOptions struct {
 	URL        string       // default AccessibleResourcesURL
-	HTTPClient *http.Client // default: http.DefaultTransport, DefaultTimeout
+	HTTPClient *http.Client // its Transport and Timeout are used as WithHTTPClient uses them
 }
 
 // AccessibleResources lists the sites the token from ts can reach, so a 3LO
-// app can find the cloud id to use with [CloudGatewayURL]. A non-2xx answer
-// is an [*Error].
+// app can find the cloud id to use with [CloudGatewayURL]. It goes through
+// the same pipeline as the Customer API: the token is sent only to the
+// endpoint's own scheme, host and port (never to a redirect elsewhere),
+// plain http:// is refused except to loopback, answers are bounded and
+// checked, and a non-2xx answer is an [*Error] with any echoed token
+// redacted.
 func AccessibleResources(ctx context.Context, ts oauth2.TokenSource, opts *AccessibleResourcesOptions) ([]Resource, error) {
+	const where = "AccessibleResources"
 	if ts == nil {
-		return nil, invalidInput("AccessibleResources", "ts", "must not be nil")
+		return nil, invalidInput(where, "ts", "must not be nil")
 	}
-	endpoint, hc := AccessibleResourcesURL, &http.Client{Timeout: DefaultTimeout}
-	if opts != nil && opts.URL != "" {
-		endpoint = opts.URL
-	}
-	if opts != nil && opts.HTTPClient != nil {
-		hc = opts.HTTPClient
-	}
-	u, err := url.Parse(endpoint)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return nil, invalidInput("AccessibleResources", "URL", "is not an absolute http(s) URL")
-	}
-	tok, err := ts.Token()
-	if err != nil {
-		return nil, fmt.Errorf("servicedesk: accessible resources: %w", &credentialsError{err: err})
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		return nil, fmt.Errorf("servicedesk: accessible resources: %w", err)
-	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", defaultUserAgent)
-	tok.SetAuthHeader(req)
-	resp, err := hc.Do(req)
-	if err != nil {
-		if ctxErr := ctx.Err(); ctxErr != nil {
-			err = ctxErr
+	cfg := defaultConfig()
+	cfg.auth = &tokenSourceAuth{ts: ts}
+	endpoint := AccessibleResourcesURL
+	if opts != nil {
+		if opts.URL != "" {
+			endpoint = opts.URL
 		}
-		return nil, fmt.Errorf("servicedesk: GET %s: %w", u.EscapedPath(), stripURLError(err))
+		cfg.httpClient = opts.HTTPClient
 	}
-	defer closeBody(resp.Body)
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		e := newError(resp, http.MethodGet, u, time.Now())
-		e.redact(newBearerAuth(tok.AccessToken))
-		return nil, e
+	c, u, err := endpointClient(where, "AccessibleResourcesOptions.URL", endpoint, cfg)
+	if err != nil {
+		return nil, err
 	}
 	var resources []Resource
-	if err := decodeJSON(resp, &resources, '['); err != nil {
-		return nil, fmt.Errorf("%w: GET %s: %w", ErrInvalidResponse, u.EscapedPath(), err)
+	r := &request{op: where, method: http.MethodGet, url: u, expect: '[', idempotent: true}
+	if err := c.do(ctx, r, &resources); err != nil {
+		return nil, err
 	}
 	return resources, nil
+}
+
+// endpointClient returns a Client for the origin of endpoint, an absolute
+// URL of another Atlassian service, and the endpoint parsed.
+func endpointClient(where, field, endpoint string, cfg config) (*Client, *url.URL, error) {
+	u, err := url.Parse(endpoint)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.Fragment != "" {
+		return nil, nil, invalidInput(where, field, "is not an absolute http(s) URL without credentials")
+	}
+	c, err := newClient(where, field, &url.URL{Scheme: u.Scheme, Host: u.Host}, cfg)
+	return c, u, err
 }
 
 // ConnectUserTokenURL is Atlassian's token endpoint for Connect apps acting
@@ -154,8 +149,9 @@ type ConnectUserConfig struct {
 	// Scopes are Connect scopes ("READ", "WRITE", "ADMIN"...); empty
 	// asks for the app's scopes.
 	Scopes []string
-	// TokenURL defaults to ConnectUserTokenURL; HTTPClient to
-	// http.DefaultClient.
+	// TokenURL defaults to ConnectUserTokenURL. HTTPClient's Transport and
+	// Timeout are used as WithHTTPClient uses them; by default
+	// http.DefaultTransport, each attempt bounded by DefaultTimeout.
 	TokenURL   string
 	HTTPClient *http.Client
 }
@@ -165,6 +161,11 @@ type ConnectUserConfig struct {
 // the shared secret, for an access token at Atlassian's authorization
 // server (the JWT-bearer grant), and reuses that token until shortly before
 // it expires. Use it with [WithTokenSource] and the site's base URL.
+//
+// The grant goes through the SDK's pipeline: the assertion is posted only to
+// the token URL's own origin (a redirect elsewhere is refused, not
+// followed), plain http:// is refused except to loopback, and a refusal is
+// an [*Error] with the secret and the assertion redacted.
 func ConnectUserTokenSource(cfg ConnectUserConfig) (oauth2.TokenSource, error) {
 	const where = "ConnectUserTokenSource"
 	for field, v := range map[string]string{"OAuthClientID": cfg.OAuthClientID, "SharedSecret": cfg.SharedSecret, "BaseURL": cfg.BaseURL, "AccountID": cfg.AccountID} {
@@ -175,25 +176,41 @@ func ConnectUserTokenSource(cfg ConnectUserConfig) (oauth2.TokenSource, error) {
 	if cfg.TokenURL == "" {
 		cfg.TokenURL = ConnectUserTokenURL
 	}
-	if u, err := url.Parse(cfg.TokenURL); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		return nil, invalidInput(where, "ConnectUserConfig.TokenURL", "is not an absolute http(s) URL")
-	}
-	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = http.DefaultClient
+	cc := defaultConfig()
+	cc.auth = secretOnly{cfg.SharedSecret}
+	cc.httpClient = cfg.HTTPClient
+	c, u, err := endpointClient(where, "ConnectUserConfig.TokenURL", cfg.TokenURL, cc)
+	if err != nil {
+		return nil, err
 	}
 	cfg.Scopes = append([]string(nil), cfg.Scopes...)
 	// Renew a minute early, so a token is never sent as it expires.
-	return oauth2.ReuseTokenSourceWithExpiry(nil, &connectUserSource{cfg: cfg}, time.Minute), nil
+	return oauth2.ReuseTokenSourceWithExpiry(nil, &connectUserSource{cfg: cfg, client: c, tokenURL: u}, time.Minute), nil
 }
+
+// secretOnly is the authenticator of a request whose credential is in its
+// body: it adds no header, and redacts the secret.
+type secretOnly struct{ secret string }
+
+func (secretOnly) authenticate(*http.Request) error { return nil }
+func (a secretOnly) secrets() []string              { return []string{a.secret} }
 
 // connectUserSource performs one JWT-bearer grant per Token call.
 type connectUserSource struct {
-	cfg ConnectUserConfig
-	mu  sync.Mutex // one grant at a time
+	cfg      ConnectUserConfig
+	client   *Client
+	tokenURL *url.URL
+	mu       sync.Mutex // one grant at a time
 }
 
 // connectAuthServer is the audience of the grant's assertion.
 const connectAuthServer = "https://oauth-2-authorization-server.services.atlassian.com"
+
+// grantTimeout bounds a grant, retries included: oauth2.TokenSource has no
+// context.
+const grantTimeout = 30 * time.Second
+
+var formValue = []string{"application/x-www-form-urlencoded"}
 
 func (s *connectUserSource) Token() (*oauth2.Token, error) {
 	s.mu.Lock()
@@ -217,31 +234,21 @@ func (s *connectUserSource) Token() (*oauth2.Token, error) {
 	if len(s.cfg.Scopes) > 0 {
 		form.Set("scope", strings.Join(s.cfg.Scopes, " "))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), grantTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.TokenURL, strings.NewReader(form.Encode()))
-	if err != nil {
-		return nil, fmt.Errorf("servicedesk: act-as-user grant: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
-	resp, err := s.cfg.HTTPClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("servicedesk: act-as-user grant: %w", stripURLError(err))
-	}
-	defer closeBody(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		e := newError(resp, http.MethodPost, req.URL, now)
-		e.redact(staticAuth{secret: []string{s.cfg.SharedSecret}}) // and the assertion, a JWT
-		return nil, e
-	}
+	// A grant may be repeated: a second one only issues another token.
+	r := &request{op: "ConnectUserTokenSource", method: http.MethodPost, url: s.tokenURL,
+		body: []byte(form.Encode()), contentType: formValue, idempotent: true}
 	var body struct {
-		AccessToken string          `json:"access_token"`
-		TokenType   string          `json:"token_type"`
-		ExpiresIn   json.RawMessage `json:"expires_in"`
+		AccessToken string         `json:"access_token"`
+		TokenType   string         `json:"token_type"`
+		ExpiresIn   jsontext.Value `json:"expires_in"`
 	}
-	if err := json.NewDecoder(&limitedReader{r: resp.Body, n: maxErrorBody}).Decode(&body); err != nil || body.AccessToken == "" {
-		return nil, fmt.Errorf("%w: act-as-user grant: no access token in the answer", ErrInvalidResponse)
+	if err := s.client.do(ctx, r, &body); err != nil {
+		return nil, err
+	}
+	if body.AccessToken == "" {
+		return nil, fmt.Errorf("%w: POST %s: no access token in the answer", ErrInvalidResponse, s.tokenURL.EscapedPath())
 	}
 	tok := &oauth2.Token{AccessToken: body.AccessToken, TokenType: body.TokenType}
 	// expires_in is a number, but some servers send it as a string.

@@ -40,6 +40,19 @@ type config struct {
 	insecureHTTP bool
 	onRateLimit  func(RateLimit)
 	prefetch     bool
+	timeout      *time.Duration // from WithTimeout
+}
+
+// attemptTimeout is what bounds each attempt: WithTimeout's, else the
+// Timeout of WithHTTPClient's client when it has one, else DefaultTimeout.
+func (c *config) attemptTimeout() time.Duration {
+	switch {
+	case c.timeout != nil:
+		return *c.timeout
+	case c.httpClient != nil && c.httpClient.Timeout > 0:
+		return c.httpClient.Timeout
+	}
+	return DefaultTimeout
 }
 
 func defaultConfig() config {
@@ -119,15 +132,34 @@ func WithConnectJWT(appKey, sharedSecret string) Option {
 }
 
 // WithHTTPClient sets the http.Client whose Transport (or
-// http.DefaultTransport when nil) carries the requests. Its Timeout, Jar and
-// CheckRedirect are kept. The SDK adds credentials on top of the Transport,
-// so the client must not add its own.
+// http.DefaultTransport when nil) carries the requests. Its Jar and
+// CheckRedirect are kept; its Timeout, when set, bounds each attempt (see
+// [WithTimeout]; without either, [DefaultTimeout] does).
+//
+// The SDK adds credentials above the Transport, per attempt and only for the
+// configured origin, so the Transport sees each attempt as it is sent,
+// Authorization header included: it must not log headers.
 func WithHTTPClient(hc *http.Client) Option {
 	return optionFunc(func(c *config) error {
 		if hc == nil {
 			return invalidInput("WithHTTPClient", "hc", "must not be nil")
 		}
 		c.httpClient = hc
+		return nil
+	})
+}
+
+// WithTimeout bounds each attempt, from connecting to reading the whole
+// answer, redirects included; a retry gets a fresh bound. The default is
+// [DefaultTimeout], or the Timeout of the client given to [WithHTTPClient].
+// 0 removes the bound: then only the context bounds a call. A context
+// deadline bounds the whole call, retries and waits included, in any case.
+func WithTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) error {
+		if d < 0 {
+			return invalidInput("WithTimeout", "d", fmt.Sprintf("must not be negative, got %v", d))
+		}
+		c.timeout = &d
 		return nil
 	})
 }

@@ -66,7 +66,8 @@ func pages[T any](ctx context.Context, c *Client, first *request, err error) ite
 		var ahead *prefetch[*Page[T]]
 		defer func() { ahead.stop() }()
 
-		seen := map[string]bool{first.url.String(): true}
+		var seen recentURLs
+		seen.add(first.url.String())
 		r := first
 		page, err := fetch(ctx, r)
 		for {
@@ -74,11 +75,11 @@ func pages[T any](ctx context.Context, c *Client, first *request, err error) ite
 				yield(nil, err)
 				return
 			}
-			next, nextErr := c.nextRequest(r, page.cursor(), seen)
+			next, nextErr := c.nextRequest(r, page.cursor(), &seen)
 			if next != nil {
-				seen[next.url.String()] = true
+				seen.add(next.url.String())
 				if c.prefetch {
-					ahead = startPrefetch(ctx, next, fetch)
+					ahead = startPrefetch(ctx, next, fetch, c.onRateLimit)
 				}
 			}
 			if !yield(page, nil) {
@@ -101,17 +102,49 @@ func pages[T any](ctx context.Context, c *Client, first *request, err error) ite
 	}
 }
 
+// recentURLs remembers the last few pages a walk requested, so a server
+// whose next links go round in a circle is caught. It is bounded, so a walk
+// of any length holds the same memory; a server that goes back further is
+// caught by the start guard in nextRequest.
+type recentURLs struct {
+	urls [16]string
+	n    int
+}
+
+func (r *recentURLs) add(u string) {
+	r.urls[r.n%len(r.urls)] = u
+	r.n++
+}
+
+func (r *recentURLs) has(u string) bool {
+	for i := 0; i < min(r.n, len(r.urls)); i++ {
+		if r.urls[i] == u {
+			return true
+		}
+	}
+	return false
+}
+
 // prefetch is one page being fetched while the caller works on the last.
 type prefetch[P any] struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	page   P
 	err    error
+	// The rate-limit hook promises to run on the goroutine of the call;
+	// the fetch's observations wait here for the goroutine walking the
+	// pages.
+	sink   *rateLimitSink
+	onRate func(RateLimit)
 }
 
-func startPrefetch[P any](ctx context.Context, r *request, fetch func(context.Context, *request) (P, error)) *prefetch[P] {
+func startPrefetch[P any](ctx context.Context, r *request, fetch func(context.Context, *request) (P, error), onRate func(RateLimit)) *prefetch[P] {
 	ctx, cancel := context.WithCancel(ctx)
-	p := &prefetch[P]{cancel: cancel, done: make(chan struct{})}
+	p := &prefetch[P]{cancel: cancel, done: make(chan struct{}), onRate: onRate}
+	if onRate != nil {
+		p.sink = new(rateLimitSink)
+		ctx = context.WithValue(ctx, rateLimitSinkKey{}, p.sink)
+	}
 	go func() {
 		defer close(p.done)
 		p.page, p.err = fetch(ctx, r)
@@ -123,6 +156,7 @@ func startPrefetch[P any](ctx context.Context, r *request, fetch func(context.Co
 func (p *prefetch[P]) wait() (P, error) {
 	<-p.done
 	p.cancel()
+	p.sink.deliver(p.onRate)
 	return p.page, p.err
 }
 
@@ -132,6 +166,27 @@ func (p *prefetch[P]) stop() {
 	if p != nil {
 		p.cancel()
 		<-p.done
+		p.sink.deliver(p.onRate)
+	}
+}
+
+// rateLimitSink holds what a prefetching call's answers said about rate
+// limits. Only the prefetch goroutine adds, and only after it is done does
+// the walking goroutine deliver, so no lock is needed.
+type rateLimitSink struct{ seen []RateLimit }
+
+type rateLimitSinkKey struct{}
+
+func (s *rateLimitSink) add(rl RateLimit) { s.seen = append(s.seen, rl) }
+
+func (s *rateLimitSink) deliver(fn func(RateLimit)) {
+	if s == nil {
+		return
+	}
+	seen := s.seen
+	s.seen = nil
+	for _, rl := range seen {
+		fn(rl)
 	}
 }
 
@@ -174,7 +229,7 @@ func (p *Page[T]) cursor() cursor {
 // never leave the configured host. Without a usable link the walk goes on
 // from start+size with the same query. A server that does not advance ends
 // the walk with an error wrapping ErrInvalidResponse.
-func (c *Client) nextRequest(cur *request, p cursor, seen map[string]bool) (*request, error) {
+func (c *Client) nextRequest(cur *request, p cursor, seen *recentURLs) (*request, error) {
 	if p.isLastPage || p.count == 0 {
 		return nil, nil
 	}
@@ -193,7 +248,7 @@ func (c *Client) nextRequest(cur *request, p cursor, seen map[string]bool) (*req
 	if start, err := strconv.Atoi(next.url.Query().Get("start")); err == nil && start <= p.start {
 		return nil, stalled(cur, fmt.Sprintf("next page starts at %d, this one at %d", start, p.start))
 	}
-	if seen[next.url.String()] {
+	if seen.has(next.url.String()) {
 		return nil, stalled(cur, "next page was already fetched")
 	}
 	return &next, nil

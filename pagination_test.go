@@ -256,7 +256,7 @@ func TestAllRepeatedNextLinkIsAnError(t *testing.T) {
 	t.Parallel()
 	d := &desk{total: 10, maxLimit: 3, repeatNext: true}
 	c, _ := d.serve(t, "")
-	got, err := collect(t, c.Customers.All(context.Background(), "1", nil))
+	got, err := collectWithin(t, 10*time.Second, c.Customers.All(context.Background(), "1", nil))
 	require.ErrorIs(t, err, servicedesk.ErrInvalidResponse)
 	assert.Contains(t, err.Error(), "does not advance")
 	assert.Equal(t, ids(0, 6), got)
@@ -275,7 +275,7 @@ func TestAllServerIgnoringStartIsAnError(t *testing.T) {
 	t.Cleanup(srv.Close)
 	c, err := servicedesk.NewClient(srv.URL)
 	require.NoError(t, err)
-	_, err = collect(t, c.Customers.All(context.Background(), "1", nil))
+	_, err = collectWithin(t, 10*time.Second, c.Customers.All(context.Background(), "1", nil))
 	require.ErrorIs(t, err, servicedesk.ErrInvalidResponse)
 	assert.LessOrEqual(t, n.Load(), int32(3))
 }
@@ -462,17 +462,159 @@ func TestPrefetchFetchesWhileTheCallerWorks(t *testing.T) {
 	assert.Equal(t, 20, n)
 }
 
+// TestPrefetchEarlyBreakCancelsTheNextPage: the page fetched ahead is
+// abandoned on break: its request is cancelled (the server sees the client
+// hang up) rather than left to finish, and nothing is requested after it.
 func TestPrefetchEarlyBreakCancelsTheNextPage(t *testing.T) {
 	t.Parallel()
-	d := &desk{total: 100, maxLimit: 10}
-	c, _ := d.serve(t, "", basicAuth(), servicedesk.WithPrefetch())
+	var n atomic.Int32
+	cancelled := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) == 1 {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"size":1,"start":0,"limit":1,"isLastPage":false,"values":[{"accountId":"c0"}]}`))
+			return
+		}
+		select { // the prefetched page: answered only if not cancelled
+		case <-r.Context().Done():
+			close(cancelled)
+		case <-time.After(10 * time.Second):
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"size":1,"start":1,"limit":1,"isLastPage":true,"values":[{"accountId":"c1"}]}`))
+		}
+	}))
+	t.Cleanup(srv.Close)
+	c, err := servicedesk.NewClient(srv.URL, servicedesk.WithPrefetch())
+	require.NoError(t, err)
+	start := time.Now()
 	for _, err := range c.Customers.All(context.Background(), "1", nil) {
 		require.NoError(t, err)
+		require.Eventually(t, func() bool { return n.Load() == 2 }, 5*time.Second, time.Millisecond, "the next page was asked for")
 		break
 	}
-	// The next page may have gone out; nothing after it, and no goroutine
-	// is left behind (TestMain checks).
-	assert.LessOrEqual(t, len(d.requests()), 2)
+	select {
+	case <-cancelled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the prefetched request was not cancelled")
+	}
+	assert.Less(t, time.Since(start), 9*time.Second, "the walk did not wait for the abandoned page")
+	assert.Equal(t, int32(2), n.Load(), "nothing after the abandoned page")
+}
+
+// TestPrefetchRateLimitHookRunsOnTheWalkingGoroutine: WithRateLimitHook
+// promises the hook runs on the goroutine of the call, so a loop body and
+// the hook may share state without a lock. With WithPrefetch the next page
+// is fetched on another goroutine: its hook calls wait for the walk to pick
+// the page up. The race detector fails this test if they do not.
+func TestPrefetchRateLimitHookRunsOnTheWalkingGoroutine(t *testing.T) {
+	t.Parallel()
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		i := n.Add(1) - 1
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("X-RateLimit-Remaining", strconv.Itoa(int(100-i)))
+		_, _ = fmt.Fprintf(w, `{"size":1,"start":%d,"limit":1,"isLastPage":%t,"values":[{"accountId":"c%d"}]}`, i, i == 3, i)
+	}))
+	t.Cleanup(srv.Close)
+	var events []string // shared by the hook and the loop body, no lock on purpose
+	c, err := servicedesk.NewClient(srv.URL, servicedesk.WithPrefetch(), servicedesk.WithRateLimitHook(func(rl servicedesk.RateLimit) {
+		events = append(events, "hook "+strconv.Itoa(100-rl.Remaining))
+	}))
+	require.NoError(t, err)
+	page := int32(0)
+	for cust, err := range c.Customers.All(context.Background(), "1", nil) {
+		require.NoError(t, err)
+		// Give the next page's fetch time to finish while the body works.
+		require.Eventually(t, func() bool { return n.Load() == min(4, page+2) }, 5*time.Second, time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
+		events = append(events, "body "+cust.AccountID[1:])
+		page++
+	}
+	assert.Equal(t, []string{"hook 0", "body 0", "hook 1", "body 1", "hook 2", "body 2", "hook 3", "body 3"}, events)
+}
+
+// collectWithin is collect with a deadline, for walks whose guard against
+// a server that never ends is what is tested: a regression fails the test
+// instead of hanging the suite.
+func collectWithin(t *testing.T, d time.Duration, seq func(func(servicedesk.Customer, error) bool)) ([]string, error) {
+	t.Helper()
+	type result struct {
+		got []string
+		err error
+	}
+	done := make(chan result, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		var r result
+		for cust, err := range seq {
+			if err != nil {
+				r.err = err
+				break
+			}
+			r.got = append(r.got, cust.AccountID)
+			if ctx.Err() != nil {
+				break
+			}
+		}
+		done <- r
+	}()
+	select {
+	case r := <-done:
+		return r.got, r.err
+	case <-time.After(d):
+		cancel()
+		<-done
+		t.Fatalf("the walk did not end within %v", d)
+		return nil, nil
+	}
+}
+
+// TestAllStartGoingBackIsAnError: next links that go back to an earlier
+// start, each URL new (so no record of seen links catches them), end the
+// walk with an error.
+func TestAllStartGoingBackIsAnError(t *testing.T) {
+	t.Parallel()
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		i := n.Add(1)
+		start, _ := strconv.Atoi(r.URL.Query().Get("start"))
+		next := start + 5
+		if i%2 == 0 {
+			next = start - 3 // back, with a fresh marker so the URL is new
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = fmt.Fprintf(w, `{"size":1,"start":%d,"limit":1,"isLastPage":false,"values":[{"accountId":"c%d"}],`+
+			`"_links":{"base":"http://%s/rest/servicedeskapi","next":"http://%s/rest/servicedeskapi/servicedesk/1/customer?start=%d&m=%d"}}`,
+			start, start, r.Host, r.Host, next, i)
+	}))
+	t.Cleanup(srv.Close)
+	c, err := servicedesk.NewClient(srv.URL)
+	require.NoError(t, err)
+	got, err := collectWithin(t, 10*time.Second, c.Customers.All(context.Background(), "1", nil))
+	require.ErrorIs(t, err, servicedesk.ErrInvalidResponse)
+	assert.ErrorContains(t, err, "next page starts at 2, this one at 5")
+	assert.Equal(t, []string{"c0", "c5"}, got)
+}
+
+// TestAllCircularLinksAreAnError: cursor links without a start, going
+// round in a circle, end the walk with an error.
+func TestAllCircularLinksAreAnError(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cur, _ := strconv.Atoi(r.URL.Query().Get("cursor"))
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = fmt.Fprintf(w, `{"size":1,"limit":1,"isLastPage":false,"values":[{"accountId":"c%d"}],`+
+			`"_links":{"base":"http://%s/rest/servicedeskapi","next":"http://%s/rest/servicedeskapi/servicedesk/1/customer?cursor=%d"}}`,
+			cur, r.Host, r.Host, (cur+1)%3)
+	}))
+	t.Cleanup(srv.Close)
+	c, err := servicedesk.NewClient(srv.URL)
+	require.NoError(t, err)
+	got, err := collectWithin(t, 10*time.Second, c.Customers.All(context.Background(), "1", nil))
+	require.ErrorIs(t, err, servicedesk.ErrInvalidResponse)
+	assert.ErrorContains(t, err, "already fetched")
+	assert.Equal(t, []string{"c0", "c1", "c2", "c0"}, got, "the first page had no cursor; cursor=0 is new once")
 }
 
 func TestPrefetchErrorComesAfterTheCurrentPage(t *testing.T) {

@@ -7,27 +7,55 @@ import (
 	"time"
 )
 
-// RateLimit is what Jira says about its rate limit in the headers of an
-// answer. Fields are zero when the header was not sent.
+// RateLimit is what an answer's headers say about Jira's rate limits.
+// Counts are -1 and times zero when their header was not sent (0 is a real
+// count: none remaining).
 type RateLimit struct {
-	Limit     int       // X-RateLimit-Limit
-	Remaining int       // X-RateLimit-Remaining; -1 when not sent
-	NearLimit bool      // X-RateLimit-NearLimit: true
-	Reason    string    // RateLimit-Reason, e.g. "jira-burst-based"
-	Reset     time.Time // X-RateLimit-Reset
+	Limit     int  // X-RateLimit-Limit (per second for burst limits; the bucket size on Data Center)
+	Remaining int  // X-RateLimit-Remaining
+	NearLimit bool // X-RateLimit-NearLimit: true, under 20 % of the hourly quota left
+	// Reason is RateLimit-Reason: "jira-burst-based" (one endpoint and
+	// method), "jira-quota-global-based" or "jira-quota-tenant-based" (the
+	// app's hourly quota), ...
+	Reason string
+	// Reset is X-RateLimit-Reset, moved onto the local clock by the
+	// answer's Date header, so a server clock that is off does not shift it.
+	Reset time.Time
+	// FillRate and Interval are Data Center's token bucket: FillRate tokens
+	// (X-RateLimit-FillRate) every Interval (X-RateLimit-Interval-Seconds).
+	FillRate int
+	Interval time.Duration
+	// Policies are the structured RateLimit-Policy and RateLimit headers
+	// (and their informational Beta- forms), one entry per policy name.
+	Policies []RateLimitPolicy
 }
 
-// rateLimitOf reads the rate-limit headers; ok is false when there are none.
-func rateLimitOf(h http.Header) (rl RateLimit, ok bool) {
-	rl.Remaining = -1
+// RateLimitPolicy is one policy of the structured rate-limit headers:
+// RateLimit-Policy: "<name>";q=<quota>;w=<window> and
+// RateLimit: "<name>";r=<remaining>;t=<seconds to reset>.
+type RateLimitPolicy struct {
+	Name      string        // "jira-burst-based", "global-app-quota", "tenant-app-quota", ...
+	Quota     int           // q: requests, or points for the app quotas, per Window; -1 when not sent
+	Window    time.Duration // w; 0 when not sent
+	Remaining int           // r; -1 when not sent (Jira leaves it out while well within the limit)
+	Reset     time.Time     // now + t, on the local clock; zero when not sent
+	Beta      bool          // from Beta-RateLimit-Policy / Beta-RateLimit: informational, not enforced
+}
+
+// isQuota reports whether the policy is one of the app's hourly quotas
+// (points, every endpoint), not a per-endpoint burst limit.
+func (p RateLimitPolicy) isQuota() bool { return strings.Contains(p.Name, "quota") }
+
+// rateLimitOf reads the rate-limit headers of an answer received at now;
+// ok is false when there are none.
+func rateLimitOf(h http.Header, now time.Time) (rl RateLimit, ok bool) {
+	rl.Limit, rl.Remaining, rl.FillRate = -1, -1, -1
 	if v := h.Get("X-RateLimit-Limit"); v != "" {
-		rl.Limit, _ = strconv.Atoi(strings.TrimSpace(v))
+		rl.Limit = atoiOr(v, -1)
 		ok = true
 	}
 	if v := h.Get("X-RateLimit-Remaining"); v != "" {
-		if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
-			rl.Remaining = n
-		}
+		rl.Remaining = atoiOr(v, -1)
 		ok = true
 	}
 	if v := h.Get("X-RateLimit-NearLimit"); v != "" {
@@ -35,11 +63,214 @@ func rateLimitOf(h http.Header) (rl RateLimit, ok bool) {
 		ok = true
 	}
 	if v := h.Get("RateLimit-Reason"); v != "" {
-		rl.Reason = v
+		rl.Reason = strings.TrimSpace(v)
 		ok = true
 	}
-	if reset, found := parseReset(h); found {
-		rl.Reset, ok = reset, true
+	if v := h.Get("X-RateLimit-FillRate"); v != "" {
+		rl.FillRate = atoiOr(v, -1)
+		ok = true
+	}
+	if v := h.Get("X-RateLimit-Interval-Seconds"); v != "" {
+		if secs := atoiOr(v, -1); secs > 0 {
+			rl.Interval = time.Duration(secs) * time.Second
+		}
+		ok = true
+	}
+	if in, found := resetIn(h, now); found {
+		rl.Reset, ok = localTime(now, in), true
+	}
+	if h.Get("RateLimit-Policy") != "" || h.Get("RateLimit") != "" ||
+		h.Get("Beta-RateLimit-Policy") != "" || h.Get("Beta-RateLimit") != "" {
+		rl.Policies = policiesOf(h, now)
+		ok = true
 	}
 	return rl, ok
+}
+
+func atoiOr(s string, or int) int {
+	if n, err := strconv.Atoi(strings.TrimSpace(s)); err == nil {
+		return n
+	}
+	return or
+}
+
+// policiesOf merges the structured headers into one entry per policy name
+// (and per Beta-ness), in the order they first appear.
+func policiesOf(h http.Header, now time.Time) []RateLimitPolicy {
+	var out []RateLimitPolicy
+	find := func(name string, beta bool) *RateLimitPolicy {
+		for i := range out {
+			if out[i].Name == name && out[i].Beta == beta {
+				return &out[i]
+			}
+		}
+		out = append(out, RateLimitPolicy{Name: name, Quota: -1, Remaining: -1, Beta: beta})
+		return &out[len(out)-1]
+	}
+	for _, prefix := range []string{"", "Beta-"} {
+		beta := prefix != ""
+		for _, item := range parseStructuredList(h.Values(prefix + "RateLimit-Policy")) {
+			p := find(item.name, beta)
+			if q, ok := item.int("q"); ok {
+				p.Quota = q
+			}
+			if w, ok := item.int("w"); ok && w > 0 {
+				p.Window = time.Duration(w) * time.Second
+			}
+		}
+		for _, item := range parseStructuredList(h.Values(prefix + "RateLimit")) {
+			p := find(item.name, beta)
+			if r, ok := item.int("r"); ok {
+				p.Remaining = r
+			}
+			if t, ok := item.int("t"); ok && t >= 0 {
+				p.Reset = localTime(now, time.Duration(t)*time.Second)
+			}
+		}
+	}
+	return out
+}
+
+// sfItem is one member of a structured-field list (RFC 9651): a string or
+// token, and its parameters.
+type sfItem struct {
+	name   string
+	params map[string]string
+}
+
+func (it sfItem) int(key string) (int, bool) {
+	v, ok := it.params[key]
+	if !ok {
+		return 0, false
+	}
+	// A decimal ("1.5") counts by its integer part; Jira sends integers.
+	v, _, _ = strings.Cut(v, ".")
+	n, err := strconv.Atoi(v)
+	return n, err == nil
+}
+
+// parseStructuredList reads `"name";k=v;k2=v2, name2;k=v` from every line
+// of a header. It is lenient, as a client should be: a member it cannot
+// read is skipped, not the whole header.
+func parseStructuredList(lines []string) []sfItem {
+	var items []sfItem
+	for _, line := range lines {
+		for _, member := range splitOutsideQuotes(line, ',') {
+			parts := splitOutsideQuotes(member, ';')
+			name := unquote(strings.TrimSpace(parts[0]))
+			if name == "" {
+				continue
+			}
+			it := sfItem{name: name, params: map[string]string{}}
+			for _, param := range parts[1:] {
+				k, v, _ := strings.Cut(strings.TrimSpace(param), "=")
+				it.params[strings.ToLower(strings.TrimSpace(k))] = unquote(strings.TrimSpace(v))
+			}
+			items = append(items, it)
+		}
+	}
+	return items
+}
+
+// splitOutsideQuotes splits s at every sep that is not inside a quoted
+// string.
+func splitOutsideQuotes(s string, sep byte) []string {
+	var parts []string
+	quoted, escaped, from := false, false, 0
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case escaped:
+			escaped = false
+		case quoted && c == '\\':
+			escaped = true
+		case c == '"':
+			quoted = !quoted
+		case !quoted && c == sep:
+			parts = append(parts, s[from:i])
+			from = i + 1
+		}
+	}
+	return append(parts, s[from:])
+}
+
+func unquote(s string) string {
+	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
+		s = s[1 : len(s)-1]
+		if strings.Contains(s, `\`) {
+			var b strings.Builder
+			for i := 0; i < len(s); i++ {
+				if s[i] == '\\' && i+1 < len(s) {
+					i++
+				}
+				b.WriteByte(s[i])
+			}
+			s = b.String()
+		}
+	}
+	return s
+}
+
+// retryAfter reads how long the server asks us to wait, from an answer
+// received at now: the longer of Retry-After (seconds, or an HTTP date) and
+// X-RateLimit-Reset (an ISO 8601 time). Jira may send "Retry-After: 0" with
+// a reset a moment away. ok is false when neither header is there or
+// parses. Waits are capped at maxRetryAfter.
+//
+// Absolute times are the server's clock: they are measured against the
+// answer's Date header when it has one, so a server clock an hour ahead
+// does not turn "Retry-After: 1" into an hour.
+func retryAfter(h http.Header, now time.Time) (d time.Duration, ok bool) {
+	if v := strings.TrimSpace(h.Get("Retry-After")); v != "" {
+		if secs, err := strconv.ParseInt(v, 10, 64); err == nil && secs >= 0 {
+			d, ok = time.Duration(min(secs, int64(maxRetryAfter/time.Second)))*time.Second, true
+		} else if t, err := http.ParseTime(v); err == nil {
+			d, ok = t.Sub(serverNow(h, now)), true
+		}
+	}
+	if in, found := resetIn(h, now); found {
+		d, ok = max(d, in), true
+	}
+	return min(max(d, 0), maxRetryAfter), ok
+}
+
+// maxRetryAfter caps what a server can make us wait.
+const maxRetryAfter = 24 * time.Hour
+
+// localTime is now+d as a plain UTC time (no monotonic reading), so it
+// prints, compares and serialises as the wall-clock time it is.
+func localTime(now time.Time, d time.Duration) time.Time {
+	return now.Add(d).Round(0).UTC()
+}
+
+// serverNow is the server's time when it answered: the Date header, or now.
+func serverNow(h http.Header, now time.Time) time.Time {
+	if v := h.Get("Date"); v != "" {
+		if t, err := http.ParseTime(v); err == nil {
+			return t
+		}
+	}
+	return now
+}
+
+// resetIn is how long until X-RateLimit-Reset, by the server's clock.
+func resetIn(h http.Header, now time.Time) (time.Duration, bool) {
+	v := strings.TrimSpace(h.Get("X-RateLimit-Reset"))
+	if v == "" {
+		return 0, false
+	}
+	for _, layout := range resetLayouts {
+		if t, err := time.Parse(layout, v); err == nil {
+			return t.Sub(serverNow(h, now)), true
+		}
+	}
+	return 0, false
+}
+
+// resetLayouts are the forms of X-RateLimit-Reset seen from Jira
+// ("2024-06-01T12:34Z": minutes, no seconds) and the other ISO 8601 forms.
+var resetLayouts = []string{
+	time.RFC3339Nano,
+	"2006-01-02T15:04Z07:00",
+	"2006-01-02T15:04:05.999999999Z0700",
+	"2006-01-02T15:04Z0700",
 }

@@ -275,7 +275,7 @@ func TestRateLimitHook(t *testing.T) {
 	}))
 	require.NoError(t, addOne(c, context.Background()))
 	require.Len(t, seen, 1)
-	assert.Equal(t, servicedesk.RateLimit{Limit: 100, Remaining: 7, NearLimit: true, Reset: time.Date(2030, 6, 1, 12, 34, 0, 0, time.UTC)}, seen[0])
+	assert.Equal(t, servicedesk.RateLimit{Limit: 100, Remaining: 7, NearLimit: true, FillRate: -1, Reset: time.Date(2030, 6, 1, 12, 34, 0, 0, time.UTC)}, seen[0])
 }
 
 func TestEchoedCredentialsAreRedacted(t *testing.T) {

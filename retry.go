@@ -1,10 +1,12 @@
 package servicedesk
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -17,91 +19,183 @@ import (
 	"github.com/hashicorp/go-retryablehttp"
 )
 
-// attempts is one call's state across its attempts. retryablehttp's hooks are
-// bound to it, so the policy knows the operation, counts attempts and chooses
-// each wait before retryablehttp sleeps.
-type attempts struct {
-	rc     retryablehttp.Client
-	client *Client
-	req    *request
-	n      int           // attempts made so far
-	start  time.Time     // when the current attempt started
-	wait   time.Duration // the wait checkRetry chose for the next backoff
+// call is one API call on its way through the pipeline: the request and
+// what its attempts have seen. It is the context of the request every
+// attempt sends, which is how retryablehttp's hooks, shared by all calls of
+// a Client, find it; and one allocation carries both.
+type call struct {
+	context.Context // the caller's
+
+	c     *Client
+	r     *request
+	start time.Time
+
+	n               int       // attempts made so far
+	attemptStart    time.Time // when the current attempt started
+	attemptDeadline time.Time // its per-attempt timeout
+	rl              RateLimit // what the last answer said about rate limits
+	hasRL           bool
+	sink            *rateLimitSink // set when the rate-limit hook must run on another goroutine
+
+	req retryablehttp.Request // the request the attempts send
 }
 
-// retryClient builds the retryablehttp.Client for this call: no logger (its
-// default writes to stderr), the response passed through after the last
-// attempt (so the caller gets the server's error, not "giving up"), and this
-// API's own policy.
-func (a *attempts) retryClient() *retryablehttp.Client {
-	c := a.client
-	a.rc = retryablehttp.Client{
-		HTTPClient:     c.httpClient,
-		RetryMax:       c.maxRetries,
-		RetryWaitMin:   c.retryWaitMin,
-		RetryWaitMax:   c.retryWaitMax,
-		CheckRetry:     a.checkRetry,
-		Backoff:        a.backoff,
-		ErrorHandler:   retryablehttp.PassthroughErrorHandler,
-		RequestLogHook: a.beforeAttempt,
+type callKey struct{}
+
+// Value finds the call itself under callKey, and anything else in the
+// caller's context.
+func (cl *call) Value(key any) any {
+	if key == (callKey{}) {
+		return cl
 	}
-	return &a.rc
+	return cl.Context.Value(key)
 }
 
-func (a *attempts) beforeAttempt(_ retryablehttp.Logger, _ *http.Request, _ int) {
-	a.start = time.Now()
+// callOf returns the call a request's context belongs to, or nil.
+func callOf(ctx context.Context) *call {
+	cl, _ := ctx.Value(callKey{}).(*call)
+	return cl
 }
+
+// newRetryClient builds the retryablehttp.Client a Client sends every call
+// with: no logger (its default writes to stderr), the response passed
+// through after the last attempt (so the caller gets the server's error,
+// not "giving up"), and this API's own policy. Its hooks are functions, not
+// closures: each finds its call in the request's context, so a call costs
+// no hook allocations. Waits happen in checkRetry, so Backoff is zero.
+func newRetryClient(hc *http.Client, maxRetries int) *retryablehttp.Client {
+	return &retryablehttp.Client{
+		HTTPClient:     hc,
+		RetryMax:       maxRetries,
+		CheckRetry:     checkRetry,
+		Backoff:        func(_, _ time.Duration, _ int, _ *http.Response) time.Duration { return 0 },
+		ErrorHandler:   retryablehttp.PassthroughErrorHandler,
+		RequestLogHook: beforeAttempt,
+	}
+}
+
+// beforeAttempt starts an attempt: its clock, its deadline, and a fresh
+// reader over the body (the last attempt's may still be read by the
+// transport that sent it).
+func beforeAttempt(_ retryablehttp.Logger, req *http.Request, _ int) {
+	cl := callOf(req.Context())
+	cl.attemptStart = time.Now()
+	if t := cl.c.timeout; t > 0 {
+		cl.attemptDeadline = cl.attemptStart.Add(t)
+	}
+	if cl.r.body != nil {
+		req.Body = newBodyReader(cl.r.body)
+	}
+}
+
+// bodyReader is a request body that can be read again from the start.
+type bodyReader struct{ bytes.Reader }
+
+func newBodyReader(b []byte) *bodyReader {
+	r := new(bodyReader)
+	r.Reset(b)
+	return r
+}
+
+func (*bodyReader) Close() error { return nil }
+
+// getBody gives net/http the body again, for a 307/308 redirect or a
+// request replayed on a fresh connection.
+func (cl *call) getBody() (io.ReadCloser, error) { return newBodyReader(cl.r.body), nil }
 
 // checkRetry decides after each attempt whether to try again and, if so,
-// how long to wait first.
-func (a *attempts) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
-	a.n++
-	var rl RateLimit
-	var hasRL bool
+// waits before saying yes.
+func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
+	return callOf(ctx).afterAttempt(resp, err)
+}
+
+func (cl *call) afterAttempt(resp *http.Response, err error) (bool, error) {
+	cl.n++
+	now := time.Now()
+	cl.hasRL = false
 	if resp != nil {
-		if rl, hasRL = rateLimitOf(resp.Header); hasRL && a.client.onRateLimit != nil {
-			a.client.onRateLimit(rl)
+		if resp.StatusCode < 200 || resp.StatusCode > 299 {
+			bufferBody(resp)
+		}
+		if cl.rl, cl.hasRL = rateLimitOf(resp.Header, now); cl.hasRL {
+			cl.reportRateLimit(cl.rl)
 		}
 	}
-	a.logAttempt(ctx, resp, err, rl, hasRL)
-	if ctx.Err() != nil || a.n > a.client.maxRetries {
-		return false, nil
-	}
-	reason := a.retryReason(resp, err)
+	cl.logAttempt(resp, err, now)
+	reason, wait := cl.retryWait(resp, err, now)
 	if reason == "" {
 		return false, nil
 	}
-	wait := backoff(a.client.retryWaitMin, a.client.retryWaitMax, a.n-1)
+	cl.logRetry(reason, wait)
+	if err := sleep(cl, wait); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// retryWait says why the call should try again and how long to wait first,
+// or "" when it should not.
+func (cl *call) retryWait(resp *http.Response, err error, now time.Time) (reason string, wait time.Duration) {
+	if cl.Err() != nil || cl.n > cl.c.maxRetries {
+		return "", 0
+	}
+	if reason = cl.retryReason(resp, err); reason == "" {
+		return "", 0
+	}
+	wait = backoff(cl.c.retryWaitMin, cl.c.retryWaitMax, cl.n-1)
 	if resp != nil {
-		if floor, ok := retryAfter(resp.Header, time.Now()); ok {
+		if floor, ok := retryAfter(resp.Header, now); ok {
 			wait = max(wait, floor)
 		}
 	}
 	// Sleeping into the deadline would turn the server's answer into a bare
 	// "deadline exceeded": give up now and hand the caller that answer.
-	if deadline, ok := ctx.Deadline(); ok && time.Now().Add(wait).After(deadline) {
-		return false, nil
+	if deadline, ok := cl.Deadline(); ok && now.Add(wait).After(deadline) {
+		return "", 0
 	}
-	a.wait = wait
-	a.logRetry(ctx, reason, wait)
-	return true, nil
+	return reason, wait
 }
 
-func (a *attempts) backoff(_, _ time.Duration, _ int, _ *http.Response) time.Duration {
-	return a.wait
+// bufferBody reads an error answer's body (up to maxErrorBody) and closes
+// it, so its connection goes back to the pool whether or not the call
+// retries (retryablehttp would drain only 4 KiB: an edge's HTML 503 page is
+// larger, and each retry would pay a new TLS handshake), while the caller
+// can still read the body for its *Error.
+func bufferBody(resp *http.Response) {
+	if resp.Body == nil || resp.Body == http.NoBody {
+		return
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	closeBody(resp.Body)
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+}
+
+// sleep waits d, or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // retryReason says why the attempt is worth repeating, or "" when it is not.
 // An operation that is not idempotent (Create) is repeated only when the
 // server cannot have acted on it: a 429, or a connection never made.
-func (a *attempts) retryReason(resp *http.Response, err error) string {
+func (cl *call) retryReason(resp *http.Response, err error) string {
 	if err != nil {
 		switch {
 		case unknownHost(err):
 			return ""
 		case neverSent(err):
 			return "connection failed"
-		case a.req.idempotent && retryableTransportError(err):
+		case cl.r.idempotent && retryableTransportError(err):
 			return "transport error"
 		}
 		return ""
@@ -111,7 +205,7 @@ func (a *attempts) retryReason(resp *http.Response, err error) string {
 		return "rate limited"
 	case http.StatusInternalServerError, http.StatusBadGateway,
 		http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-		if a.req.idempotent {
+		if cl.r.idempotent {
 			return strconv.Itoa(resp.StatusCode) + " " + http.StatusText(resp.StatusCode)
 		}
 	}
@@ -152,10 +246,10 @@ func unknownHost(err error) bool {
 	return errors.As(err, &dnsErr) && (dnsErr.IsNotFound || !dnsErr.IsTemporary && !dnsErr.IsTimeout)
 }
 
-var permanentTransportError = regexp.MustCompile(`stopped after \d+ redirects|unsupported protocol scheme|invalid header`)
+var permanentTransportError = regexp.MustCompile(`unsupported protocol scheme|invalid header`)
 
 // retryableTransportError reports a transport failure that another attempt
-// may not have: not a certificate problem, a redirect loop, or our own
+// may not have: not a certificate problem, a refused redirect, or our own
 // credentials failing to load.
 func retryableTransportError(err error) bool {
 	var (
@@ -164,11 +258,12 @@ func retryableTransportError(err error) bool {
 		hostErr     x509.HostnameError
 		invalidCert x509.CertificateInvalidError
 		authErr     *credentialsError
+		redirErr    *redirectError
 	)
 	switch {
 	case errors.As(err, &certErr), errors.As(err, &unknownAuth),
 		errors.As(err, &hostErr), errors.As(err, &invalidCert),
-		errors.As(err, &authErr):
+		errors.As(err, &authErr), errors.As(err, &redirErr):
 		return false
 	}
 	return !permanentTransportError.MatchString(err.Error())
@@ -181,16 +276,29 @@ type credentialsError struct{ err error }
 func (e *credentialsError) Error() string { return "credentials: " + e.err.Error() }
 func (e *credentialsError) Unwrap() error { return e.err }
 
-func (a *attempts) logAttempt(ctx context.Context, resp *http.Response, err error, rl RateLimit, hasRL bool) {
-	l := a.client.logger
+// reportRateLimit hands what an answer said about rate limits to the
+// user's hook: at once on the calling goroutine, or, for a page fetched
+// ahead by WithPrefetch, later on the goroutine walking the pages.
+func (cl *call) reportRateLimit(rl RateLimit) {
+	switch {
+	case cl.c.onRateLimit == nil:
+	case cl.sink != nil:
+		cl.sink.add(rl)
+	default:
+		cl.c.onRateLimit(rl)
+	}
+}
+
+func (cl *call) logAttempt(resp *http.Response, err error, now time.Time) {
+	l := cl.c.logger
 	if l == nil {
 		return
 	}
 	attrs := []slog.Attr{
-		slog.String("method", a.req.method),
-		slog.String("path", a.req.url.EscapedPath()),
-		slog.Int("attempt", a.n),
-		slog.Duration("duration", time.Since(a.start)),
+		slog.String("method", cl.r.method),
+		slog.String("path", cl.r.url.EscapedPath()),
+		slog.Int("attempt", cl.n),
+		slog.Duration("duration", now.Sub(cl.attemptStart)),
 	}
 	if resp != nil {
 		attrs = append(attrs, slog.Int("status", resp.StatusCode))
@@ -198,21 +306,21 @@ func (a *attempts) logAttempt(ctx context.Context, resp *http.Response, err erro
 			attrs = append(attrs, slog.String("request_id", id))
 		}
 	}
-	if hasRL && rl.Remaining >= 0 {
-		attrs = append(attrs, slog.Int("ratelimit_remaining", rl.Remaining))
+	if cl.hasRL && cl.rl.Remaining >= 0 {
+		attrs = append(attrs, slog.Int("ratelimit_remaining", cl.rl.Remaining))
 	}
 	if err != nil {
-		attrs = append(attrs, slog.String("error", redact(a.client.auth, err.Error())))
+		attrs = append(attrs, slog.String("error", cl.c.errorText(err)))
 	}
-	l.LogAttrs(ctx, slog.LevelDebug, "servicedesk: attempt", attrs...)
+	l.LogAttrs(cl, slog.LevelDebug, "servicedesk: attempt", attrs...)
 }
 
-func (a *attempts) logRetry(ctx context.Context, reason string, wait time.Duration) {
-	if l := a.client.logger; l != nil {
-		l.LogAttrs(ctx, slog.LevelWarn, "servicedesk: retrying",
-			slog.String("method", a.req.method),
-			slog.String("path", a.req.url.EscapedPath()),
-			slog.Int("attempt", a.n),
+func (cl *call) logRetry(reason string, wait time.Duration) {
+	if l := cl.c.logger; l != nil {
+		l.LogAttrs(cl, slog.LevelWarn, "servicedesk: retrying",
+			slog.String("method", cl.r.method),
+			slog.String("path", cl.r.url.EscapedPath()),
+			slog.Int("attempt", cl.n),
 			slog.String("reason", reason),
 			slog.Duration("wait", wait))
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"syscall"
 	"testing"
 	"time"
@@ -51,11 +52,10 @@ func TestServerWaitIsAFloor(t *testing.T) {
 			1500 * time.Millisecond},
 	}
 	for name, tc := range cases {
-		a := &attempts{client: c, req: &request{method: http.MethodGet, idempotent: true}}
-		retry, err := a.checkRetry(context.Background(), &http.Response{StatusCode: 429, Header: tc.header}, nil)
-		require.NoError(t, err)
-		require.True(t, retry, name)
-		assert.GreaterOrEqual(t, a.backoff(0, 0, 0, nil), tc.floor, name)
+		cl := &call{Context: context.Background(), c: c, r: &request{method: http.MethodGet, idempotent: true}, n: 1}
+		reason, wait := cl.retryWait(&http.Response{StatusCode: 429, Header: tc.header}, nil, now)
+		require.Equal(t, "rate limited", reason, name)
+		assert.GreaterOrEqual(t, wait, tc.floor, name)
 	}
 }
 
@@ -67,15 +67,15 @@ func TestRetryPolicy(t *testing.T) {
 		400: {false, false}, 401: {false, false}, 404: {false, false}, 409: {false, false}, 412: {false, false}, 501: {false, false},
 	} {
 		for i, idempotent := range []bool{true, false} {
-			a := &attempts{client: c, req: &request{method: http.MethodPost, idempotent: idempotent}}
-			got, _ := a.checkRetry(context.Background(), &http.Response{StatusCode: status, Header: http.Header{}}, nil)
-			assert.Equal(t, want[i], got, "status %d idempotent %v", status, idempotent)
+			cl := &call{Context: context.Background(), c: c, r: &request{method: http.MethodPost, idempotent: idempotent}, n: 1}
+			reason, _ := cl.retryWait(&http.Response{StatusCode: status, Header: http.Header{}}, nil, time.Now())
+			assert.Equal(t, want[i], reason != "", "status %d idempotent %v", status, idempotent)
 		}
 	}
 	// No retry once attempts are spent.
-	a := &attempts{client: c, req: &request{idempotent: true}, n: 3}
-	got, _ := a.checkRetry(context.Background(), &http.Response{StatusCode: 503, Header: http.Header{}}, nil)
-	assert.False(t, got)
+	cl := &call{Context: context.Background(), c: c, r: &request{idempotent: true}, n: 4}
+	reason, _ := cl.retryWait(&http.Response{StatusCode: 503, Header: http.Header{}}, nil, time.Now())
+	assert.Empty(t, reason)
 }
 
 func TestTransportErrorPolicy(t *testing.T) {
@@ -98,12 +98,14 @@ func TestTransportErrorPolicy(t *testing.T) {
 		{"temporary DNS failure", dnsBusy, true, true},
 		{"certificate", cert, false, false},
 		{"our credentials", &credentialsError{err: errors.New("revoked")}, false, false},
-		{"redirect loop", errors.New("stopped after 10 redirects"), false, false},
+		{"redirect loop", &redirectError{errors.New("stopped after 10 redirects")}, false, false},
+		{"redirect refused by the user", &url.Error{Op: "Get", URL: "https://x", Err: &redirectError{errors.New("no thanks")}}, false, false},
 	}
 	for _, tc := range cases {
 		for _, idempotent := range []bool{true, false} {
-			a := &attempts{client: c, req: &request{idempotent: idempotent}}
-			got, _ := a.checkRetry(context.Background(), nil, tc.err)
+			cl := &call{Context: context.Background(), c: c, r: &request{idempotent: idempotent}, n: 1}
+			reason, _ := cl.retryWait(nil, tc.err, time.Now())
+			got := reason != ""
 			want := tc.creat
 			if idempotent {
 				want = tc.idempotent
