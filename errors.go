@@ -165,14 +165,14 @@ func newError(resp *http.Response, method string, u *url.URL, now time.Time) *Er
 		StatusCode: resp.StatusCode,
 		Method:     method,
 		URL:        redactedURL(u),
-		RequestID:  resp.Header.Get("X-AREQUESTID"),
+		RequestID:  get(resp.Header, hRequestID),
 	}
 	e.RetryAfter, _ = retryAfter(resp.Header, now)
 	e.RateLimit, _ = rateLimitOf(resp.Header, now)
 	if resp.Body != nil {
 		e.Body, _ = io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	}
-	e.parseBody(resp.Header.Get("Content-Type"))
+	e.parseBody(get(resp.Header, "Content-Type"))
 	return e
 }
 

