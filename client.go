@@ -48,6 +48,10 @@ type Client struct {
 	retryWaitMax time.Duration
 	timeout      time.Duration // per attempt; 0: none
 
+	limiter   RateLimiter
+	slots     inFlight      // bounds the requests on the wire
+	limitWait time.Duration // the longest wait for the limiter or a Retry-After
+
 	common service
 }
 
@@ -112,11 +116,26 @@ func newClient(where, field string, base *url.URL, cfg config) (*Client, error) 
 		retryWaitMin: cfg.retryWaitMin,
 		retryWaitMax: cfg.retryWaitMax,
 		timeout:      cfg.attemptTimeout(),
+		limiter:      cfg.limiter,
+		slots:        make(inFlight, cfg.maxInFlight),
+		limitWait:    cfg.rateLimitWait(),
+	}
+	switch {
+	case !cfg.limiterSet:
+		c.limiter = NewRateLimiter(RateLimiterConfig{Cloud: isCloud(base.Hostname())})
+	case cfg.limiter == nil:
+		c.limiter = noLimiter{}
 	}
 	c.retry = newRetryClient(newHTTPClient(cfg.httpClient, cfg.auth, base, c.timeout), c.maxRetries)
 	c.common.client = c
 	c.Customers = (*CustomersService)(&c.common)
 	return c, nil
+}
+
+// isCloud reports whether host is Jira Cloud: a site, or the OAuth gateway.
+func isCloud(host string) bool {
+	host = strings.ToLower(host)
+	return strings.HasSuffix(host, ".atlassian.net") || host == "api.atlassian.com" || strings.HasSuffix(host, ".jira.com")
 }
 
 // isLoopback reports whether host names this machine: a loopback IP, or
@@ -187,10 +206,11 @@ const DefaultTimeout = 60 * time.Second
 
 // request is one API call as the pipeline carries it.
 type request struct {
-	op     string // what the caller called: "CustomersService.List"
-	method string
-	url    *url.URL
-	body   []byte
+	op       string // what the caller called: "CustomersService.List"
+	method   string
+	url      *url.URL
+	endpoint Endpoint // method and path template, for the rate limiter
+	body     []byte
 	// contentType is the body's; JSON unless said otherwise.
 	contentType []string
 	// expect is how a 2xx body that is decoded must open: '{' (the
@@ -208,13 +228,15 @@ type request struct {
 }
 
 // newRequest builds a call to path below /rest/servicedeskapi/ (path is
-// already escaped). body, when not nil, is sent as JSON.
-func (c *Client) newRequest(op, method, path string, n needs, query url.Values, body any) (*request, error) {
+// already escaped; template is the same with ids as {name}). body, when
+// not nil, is sent as JSON.
+func (c *Client) newRequest(op, method, path, template string, n needs, query url.Values, body any) (*request, error) {
 	r := &request{
 		op:         op,
 		needs:      n,
 		method:     method,
 		url:        c.apiURL(path, query),
+		endpoint:   Endpoint{Method: method, Path: template},
 		idempotent: method != http.MethodPost,
 	}
 	if body != nil {
@@ -260,7 +282,11 @@ func (cl *call) run(v any) error {
 	if err := cl.Err(); err != nil {
 		return cl.transportError(err)
 	}
+	if err := cl.admit(); err != nil {
+		return cl.refused(err)
+	}
 	resp, err := cl.c.retry.Do(cl.newHTTPRequest())
+	cl.settle(nil, 0) // when retryablehttp stopped before an attempt it was admitted to
 	if err != nil {
 		if resp != nil {
 			closeBody(resp.Body)
@@ -273,6 +299,11 @@ func (cl *call) run(v any) error {
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		e := newError(resp, r.method, r.url, time.Now())
 		e.Attempts = cl.n
+		if cl.refusal != nil {
+			// The limiter would not let a retry out in time: its wait is
+			// the one that counts.
+			e.RetryAfter = max(e.RetryAfter, cl.refusal.RetryAfter)
+		}
 		if (e.StatusCode == http.StatusUnauthorized || e.StatusCode == http.StatusForbidden) && r.needs.action != "" {
 			e.Needs = r.needs.String()
 		}

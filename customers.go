@@ -90,7 +90,7 @@ func (s *CustomersService) Create(ctx context.Context, req CreateCustomerRequest
 	if req.StrictConflictStatusCode {
 		query = url.Values{"strictConflictStatusCode": {"true"}}
 	}
-	r, err := s.client.newRequest("CustomersService.Create", http.MethodPost, "customer", needsCreate, query, req)
+	r, err := s.client.newRequest("CustomersService.Create", http.MethodPost, "customer", createCustomerTemplate, needsCreate, query, req)
 	if err != nil {
 		return nil, err
 	}
@@ -204,7 +204,7 @@ func (s *CustomersService) listRequest(where, serviceDeskID string, opts *ListCu
 	if err := opts.validate(where); err != nil {
 		return nil, err
 	}
-	r, err := s.client.newRequest(where, http.MethodGet, deskCustomersPath(serviceDeskID), needsList, opts.values(), nil)
+	r, err := s.client.newRequest(where, http.MethodGet, deskCustomersPath(serviceDeskID), deskCustomersTemplate, needsList, opts.values(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -280,7 +280,7 @@ func (s *CustomersService) changeDesk(ctx context.Context, method, where string,
 	if err := ids.validate(where); err != nil {
 		return err
 	}
-	r, err := s.client.newRequest(where, method, deskCustomersPath(serviceDeskID), n, nil, ids)
+	r, err := s.client.newRequest(where, method, deskCustomersPath(serviceDeskID), deskCustomersTemplate, n, nil, ids)
 	if err != nil {
 		return err
 	}
@@ -300,6 +300,13 @@ func validDeskID(where, id string) error {
 	}
 	return nil
 }
+
+// createCustomerTemplate is the path of Create, for the rate limiter and
+// hooks.
+const createCustomerTemplate = "/rest/servicedeskapi/customer"
+
+// deskCustomersTemplate is the path template of a desk's customers.
+const deskCustomersTemplate = "/rest/servicedeskapi/servicedesk/{serviceDeskId}/customer"
 
 // deskCustomersPath is the escaped path of a desk's customers: the id is one
 // path segment whatever it holds.

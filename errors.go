@@ -98,6 +98,15 @@ func (e *Error) Error() string {
 		b.WriteString(e.RequestID)
 		b.WriteByte(')')
 	}
+	if e.RetryAfter > 0 {
+		b.WriteString("; retry after ")
+		b.WriteString(e.RetryAfter.Round(time.Millisecond).String())
+		if e.RateLimit.Reason != "" {
+			b.WriteString(" (")
+			b.WriteString(e.RateLimit.Reason)
+			b.WriteByte(')')
+		}
+	}
 	if e.Needs != "" {
 		b.WriteString("; ")
 		b.WriteString(e.Needs)

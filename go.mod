@@ -1,6 +1,6 @@
 module github.com/servicedesk-go/servicedesk
 
-go 1.25
+go 1.25.0
 
 require (
 	github.com/go-json-experiment/json v0.0.0-20251027170946-4849db3c2f7e
@@ -10,6 +10,7 @@ require (
 	github.com/stretchr/testify v1.11.1
 	go.uber.org/goleak v1.3.0
 	golang.org/x/oauth2 v0.30.0
+	golang.org/x/time v0.15.0
 )
 
 require (

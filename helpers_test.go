@@ -77,7 +77,8 @@ type reply struct {
 
 // mockClient returns a client for baseURL whose requests go to an httpmock
 // transport answering replies in order (the last one repeats), and the wire
-// log. Retries wait a millisecond.
+// log. Retries wait a millisecond; the rate limiter may make a call wait up
+// to 10 s (its default would be the retry policy's longest wait, 2 ms).
 func mockClient(t *testing.T, baseURL string, replies []reply, opts ...servicedesk.Option) (*servicedesk.Client, *wire) {
 	t.Helper()
 	w := &wire{}
@@ -103,6 +104,7 @@ func mockClient(t *testing.T, baseURL string, replies []reply, opts ...servicede
 	all := append([]servicedesk.Option{
 		servicedesk.WithHTTPClient(&http.Client{Transport: mt}),
 		servicedesk.WithRetryWait(time.Millisecond, 2*time.Millisecond),
+		servicedesk.WithRateLimitWait(10 * time.Second),
 	}, opts...)
 	c, err := servicedesk.NewClient(baseURL, all...)
 	require.NoError(t, err)

@@ -102,6 +102,7 @@ func AccessibleResources(ctx context.Context, ts oauth2.TokenSource, opts *Acces
 	}
 	cfg := defaultConfig()
 	cfg.auth = &tokenSourceAuth{ts: ts}
+	cfg.limiter, cfg.limiterSet = nil, true // not Jira's limits
 	endpoint := AccessibleResourcesURL
 	if opts != nil {
 		if opts.URL != "" {
@@ -178,6 +179,7 @@ func ConnectUserTokenSource(cfg ConnectUserConfig) (oauth2.TokenSource, error) {
 	}
 	cc := defaultConfig()
 	cc.auth = secretOnly{cfg.SharedSecret}
+	cc.limiter, cc.limiterSet = nil, true // not Jira's limits
 	cc.httpClient = cfg.HTTPClient
 	c, u, err := endpointClient(where, "ConnectUserConfig.TokenURL", cfg.TokenURL, cc)
 	if err != nil {

@@ -17,6 +17,11 @@ const (
 	DefaultRetryWaitMax = 30 * time.Second
 )
 
+// DefaultMaxInFlight is how many requests a Client has on the wire at once
+// unless [WithMaxInFlight] says otherwise: Atlassian asks apps to keep to
+// 5–10.
+const DefaultMaxInFlight = 8
+
 // An Option configures a [Client] in [NewClient]. Options check their input;
 // an invalid one makes NewClient fail with an error wrapping [ErrInvalidInput].
 type Option interface {
@@ -41,6 +46,20 @@ type config struct {
 	onRateLimit  func(RateLimit)
 	prefetch     bool
 	timeout      *time.Duration // from WithTimeout
+	limiter      RateLimiter
+	limiterSet   bool // WithRateLimiter was given (nil: no pacing)
+	maxInFlight  int
+	limitWait    *time.Duration // from WithRateLimitWait
+}
+
+// rateLimitWait is the longest a call waits for the rate limiter or a
+// server's Retry-After: WithRateLimitWait's, else the retry policy's
+// longest wait.
+func (c *config) rateLimitWait() time.Duration {
+	if c.limitWait != nil {
+		return *c.limitWait
+	}
+	return c.retryWaitMax
 }
 
 // attemptTimeout is what bounds each attempt: WithTimeout's, else the
@@ -61,6 +80,7 @@ func defaultConfig() config {
 		retryWaitMin: DefaultRetryWaitMin,
 		retryWaitMax: DefaultRetryWaitMax,
 		userAgent:    defaultUserAgent,
+		maxInFlight:  DefaultMaxInFlight,
 	}
 }
 
@@ -223,6 +243,51 @@ func WithRateLimitHook(fn func(RateLimit)) Option {
 			return invalidInput("WithRateLimitHook", "fn", "must not be nil")
 		}
 		c.onRateLimit = fn
+		return nil
+	})
+}
+
+// WithRateLimiter sets the [RateLimiter] that paces the client's requests,
+// in place of the one each Client makes for itself with [NewRateLimiter]:
+// give several Clients of one site the same limiter and they share what Jira
+// says about its limits, or plug in one shared between processes. nil turns
+// pacing off; the client still waits out a 429's Retry-After when it
+// retries.
+func WithRateLimiter(l RateLimiter) Option {
+	return optionFunc(func(c *config) error {
+		c.limiter, c.limiterSet = l, true
+		return nil
+	})
+}
+
+// WithMaxInFlight bounds how many requests the client has on the wire at
+// once, across all goroutines and operations (default [DefaultMaxInFlight]).
+// A call that finds them all busy waits for one, as long as its context
+// allows.
+func WithMaxInFlight(n int) Option {
+	return optionFunc(func(c *config) error {
+		if n < 1 {
+			return invalidInput("WithMaxInFlight", "n", fmt.Sprintf("must be at least 1, got %d", n))
+		}
+		c.maxInFlight = n
+		return nil
+	})
+}
+
+// WithRateLimitWait sets the longest a call waits, before an attempt, for
+// the rate limiter (its pacing, or a pause after a 429), and the longest
+// Retry-After of a server's answer that it waits out. Past that the call
+// fails at once, without sending, with an [*Error] that matches
+// [ErrRateLimited] and carries RetryAfter and the reason: a script can
+// report it, a handler can answer 503 with Retry-After. The default is the
+// retry policy's longest wait ([WithRetryWait]'s max, 30 s by default); a
+// context deadline that comes sooner bounds the wait too.
+func WithRateLimitWait(max time.Duration) Option {
+	return optionFunc(func(c *config) error {
+		if max < 0 {
+			return invalidInput("WithRateLimitWait", "max", fmt.Sprintf("must not be negative, got %v", max))
+		}
+		c.limitWait = &max
 		return nil
 	})
 }

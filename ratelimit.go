@@ -21,6 +21,9 @@ type RateLimit struct {
 	// Reset is X-RateLimit-Reset, moved onto the local clock by the
 	// answer's Date header, so a server clock that is off does not shift it.
 	Reset time.Time
+	// RetryAfter is Retry-After as sent (seconds, or an HTTP date); -1 when
+	// not sent. [Error.RetryAfter] combines it with Reset.
+	RetryAfter time.Duration
 	// FillRate and Interval are Data Center's token bucket: FillRate tokens
 	// (X-RateLimit-FillRate) every Interval (X-RateLimit-Interval-Seconds).
 	FillRate int
@@ -75,7 +78,12 @@ func get(h http.Header, canonicalKey string) string {
 // rateLimitOf reads the rate-limit headers of an answer received at now;
 // ok is false when there are none.
 func rateLimitOf(h http.Header, now time.Time) (rl RateLimit, ok bool) {
-	rl.Limit, rl.Remaining, rl.FillRate = -1, -1, -1
+	rl.Limit, rl.Remaining, rl.FillRate, rl.RetryAfter = -1, -1, -1, -1
+	if v := get(h, hRetryAfter); v != "" {
+		if d, found := retryAfterValue(v, h, now); found {
+			rl.RetryAfter, ok = d, true
+		}
+	}
 	if v := get(h, hLimit); v != "" {
 		rl.Limit = atoiOr(v, -1)
 		ok = true
@@ -245,17 +253,26 @@ func unquote(s string) string {
 // answer's Date header when it has one, so a server clock an hour ahead
 // does not turn "Retry-After: 1" into an hour.
 func retryAfter(h http.Header, now time.Time) (d time.Duration, ok bool) {
-	if v := strings.TrimSpace(get(h, hRetryAfter)); v != "" {
-		if secs, err := strconv.ParseInt(v, 10, 64); err == nil && secs >= 0 {
-			d, ok = time.Duration(min(secs, int64(maxRetryAfter/time.Second)))*time.Second, true
-		} else if t, err := http.ParseTime(v); err == nil {
-			d, ok = t.Sub(serverNow(h, now)), true
-		}
+	if v := get(h, hRetryAfter); v != "" {
+		d, ok = retryAfterValue(v, h, now)
 	}
 	if in, found := resetIn(h, now); found {
 		d, ok = max(d, in), true
 	}
 	return min(max(d, 0), maxRetryAfter), ok
+}
+
+// retryAfterValue reads a Retry-After value: seconds, or an HTTP date on
+// the server's clock.
+func retryAfterValue(v string, h http.Header, now time.Time) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil && secs >= 0 {
+		return time.Duration(min(secs, int64(maxRetryAfter/time.Second))) * time.Second, true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return min(max(t.Sub(serverNow(h, now)), 0), maxRetryAfter), true
+	}
+	return 0, false
 }
 
 // maxRetryAfter caps what a server can make us wait.

@@ -59,7 +59,8 @@ func TestRetryAfterBeyondDeadlineReturnsTheAnswer(t *testing.T) {
 
 func TestCancelDuringBackoffWait(t *testing.T) {
 	t.Parallel()
-	c, w := mockClient(t, "https://x.atlassian.net", []reply{{status: 503, header: map[string]string{"Retry-After": "20"}}})
+	c, w := mockClient(t, "https://x.atlassian.net", []reply{{status: 503, header: map[string]string{"Retry-After": "20"}}},
+		servicedesk.WithRateLimitWait(time.Minute))
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(20*time.Millisecond, cancel)
 	start := time.Now()
@@ -275,7 +276,7 @@ func TestRateLimitHook(t *testing.T) {
 	}))
 	require.NoError(t, addOne(c, context.Background()))
 	require.Len(t, seen, 1)
-	assert.Equal(t, servicedesk.RateLimit{Limit: 100, Remaining: 7, NearLimit: true, FillRate: -1, Reset: time.Date(2030, 6, 1, 12, 34, 0, 0, time.UTC)}, seen[0])
+	assert.Equal(t, servicedesk.RateLimit{Limit: 100, Remaining: 7, NearLimit: true, FillRate: -1, RetryAfter: -1, Reset: time.Date(2030, 6, 1, 12, 34, 0, 0, time.UTC)}, seen[0])
 }
 
 func TestEchoedCredentialsAreRedacted(t *testing.T) {

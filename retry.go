@@ -37,6 +37,10 @@ type call struct {
 	hasRL           bool
 	sink            *rateLimitSink // set when the rate-limit hook must run on another goroutine
 
+	admitted bool          // the limiter let the current attempt out; Done is owed
+	waited   time.Duration // time spent waiting for the limiter and a free slot
+	refusal  *Error        // the limiter would not let a retry out in time
+
 	req retryablehttp.Request // the request the attempts send
 }
 
@@ -110,14 +114,17 @@ func (cl *call) afterAttempt(resp *http.Response, err error) (bool, error) {
 	cl.n++
 	now := time.Now()
 	cl.hasRL = false
+	var serverWait time.Duration
 	if resp != nil {
 		if resp.StatusCode < 200 || resp.StatusCode > 299 {
 			bufferBody(resp)
+			serverWait, _ = retryAfter(resp.Header, now)
 		}
 		if cl.rl, cl.hasRL = rateLimitOf(resp.Header, now); cl.hasRL {
 			cl.reportRateLimit(cl.rl)
 		}
 	}
+	cl.settle(resp, serverWait)
 	cl.logAttempt(resp, err, now)
 	reason, wait := cl.retryWait(resp, err, now)
 	if reason == "" {
@@ -125,6 +132,15 @@ func (cl *call) afterAttempt(resp *http.Response, err error) (bool, error) {
 	}
 	cl.logRetry(reason, wait)
 	if err := sleep(cl, wait); err != nil {
+		return false, err
+	}
+	if err := cl.admit(); err != nil {
+		var refusal *Error
+		if errors.As(err, &refusal) {
+			// Hand the caller the last answer, with the limiter's wait.
+			cl.refusal = refusal
+			return false, nil
+		}
 		return false, err
 	}
 	return true, nil
@@ -142,6 +158,11 @@ func (cl *call) retryWait(resp *http.Response, err error, now time.Time) (reason
 	wait = backoff(cl.c.retryWaitMin, cl.c.retryWaitMax, cl.n-1)
 	if resp != nil {
 		if floor, ok := retryAfter(resp.Header, now); ok {
+			// No silent long waits: a server asking for more than the
+			// client may wait gets its answer handed to the caller.
+			if floor > cl.c.limitWait {
+				return "", 0
+			}
 			wait = max(wait, floor)
 		}
 	}

@@ -39,7 +39,7 @@ func TestBackoffStaysWithinBounds(t *testing.T) {
 // above the configured maximum.
 func TestServerWaitIsAFloor(t *testing.T) {
 	t.Parallel()
-	c := &Client{maxRetries: 3, retryWaitMin: time.Millisecond, retryWaitMax: 2 * time.Millisecond}
+	c := &Client{maxRetries: 3, retryWaitMin: time.Millisecond, retryWaitMax: 2 * time.Millisecond, limitWait: time.Hour}
 	now := time.Now()
 	cases := map[string]struct {
 		header http.Header

@@ -38,7 +38,7 @@ func client(t *testing.T, srv *servicedesktest.Server, opts ...servicedesk.Optio
 	if len(opts) == 0 {
 		opts = []servicedesk.Option{servicedesk.WithBasicAuth(servicedesktest.AdminEmail, servicedesktest.AdminToken)}
 	}
-	opts = append(opts, servicedesk.WithRetryWait(time.Millisecond, 5*time.Millisecond))
+	opts = append(opts, servicedesk.WithRetryWait(time.Millisecond, 5*time.Millisecond), servicedesk.WithRateLimitWait(10*time.Second))
 	c, err := servicedesk.NewClient(srv.URL, opts...)
 	require.NoError(t, err)
 	return c
