@@ -471,13 +471,25 @@ func (b *bucket) recover(now time.Time) {
 func (cl *call) admit() error {
 	start := time.Now()
 	defer func() { cl.waited += time.Since(start) }()
-	c := cl.c
-	if err := c.limiter.Wait(cl, cl.r.endpoint, c.limitWait); err != nil {
-		return err
-	}
-	if err := c.slots.acquire(cl); err != nil {
-		c.limiter.Done(cl.r.endpoint, Outcome{})
-		return err
+	c, ep := cl.c, cl.r.endpoint
+	for {
+		if err := c.limiter.Wait(cl, ep, max(0, c.limitWait-time.Since(start))); err != nil {
+			return err
+		}
+		if c.slots.tryAcquire() {
+			break
+		}
+		if err := c.slots.acquire(cl); err != nil {
+			c.limiter.Done(ep, Outcome{})
+			return err
+		}
+		// The wait for a slot may have been long enough for a 429 to come
+		// back and pause this endpoint: then give both back and wait again.
+		if g, ok := c.limiter.(*governor); !ok || g.pausedUntil(g.bucket(ep), time.Now()) == nil {
+			break
+		}
+		c.slots.release()
+		c.limiter.Done(ep, Outcome{})
 	}
 	cl.admitted = true
 	return nil
@@ -490,7 +502,6 @@ func (cl *call) settle(resp *http.Response, wait time.Duration) {
 		return
 	}
 	cl.admitted = false
-	cl.c.slots.release()
 	var o Outcome
 	if resp != nil {
 		o = Outcome{StatusCode: resp.StatusCode, RateLimit: cl.rl, Wait: wait}
@@ -498,7 +509,10 @@ func (cl *call) settle(resp *http.Response, wait time.Duration) {
 			o.RateLimit = RateLimit{Limit: -1, Remaining: -1, FillRate: -1, RetryAfter: -1}
 		}
 	}
+	// The limiter learns (a pause, say) before the slot frees: no request
+	// slips out between the two.
 	cl.c.limiter.Done(cl.r.endpoint, o)
+	cl.c.slots.release()
 }
 
 // refused is the error of a call the limiter would not let out: its
@@ -522,12 +536,16 @@ func (noLimiter) Done(Endpoint, Outcome)                              {}
 // inFlight bounds the requests a Client has on the wire at once.
 type inFlight chan struct{}
 
-func (s inFlight) acquire(ctx context.Context) error {
+func (s inFlight) tryAcquire() bool {
 	select {
 	case s <- struct{}{}:
-		return nil
+		return true
 	default:
+		return false
 	}
+}
+
+func (s inFlight) acquire(ctx context.Context) error {
 	select {
 	case s <- struct{}{}:
 		return nil

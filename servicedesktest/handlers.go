@@ -37,19 +37,30 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.record(r)
+	sw := &statusWriter{ResponseWriter: w}
+	at := time.Now()
+	defer func() { s.record(r, sw.status, at) }()
 	w.Header().Set("X-AREQUESTID", s.uuid())
-	if len(s.failures) > 0 {
-		status := s.failures[0]
-		s.failures = s.failures[1:]
-		writeHTML(w, status)
+	path, _ := strings.CutPrefix(r.URL.EscapedPath(), s.contextPath)
+	if f := s.fault(r, path); f != nil {
+		sw.status = f.fail(sw, r, func(w http.ResponseWriter) { s.route(w, r) })
 		return
 	}
-	if !s.rate.allow(w.Header(), time.Now()) {
-		s.writeError(w, http.StatusTooManyRequests, "Rate limit exceeded.", "sd.error.rate.limit")
+	now := time.Now()
+	if !s.rate.allow(w.Header(), now) {
+		s.writeError(sw, http.StatusTooManyRequests, "Rate limit exceeded.", "sd.error.rate.limit")
 		return
 	}
+	if !s.admit(sw, r, path, now) {
+		return
+	}
+	s.returned = 0
+	s.route(sw, r)
+	s.charge(s.returned)
+}
 
+// route answers r from the server's state.
+func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	rest, ok := strings.CutPrefix(r.URL.EscapedPath(), s.contextPath+"/rest/servicedeskapi/")
 	switch {
 	case ok && rest == "customer":
@@ -66,9 +77,32 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) record(r *http.Request) {
+// statusWriter remembers the status written.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(status int) {
+	if w.status == 0 {
+		w.status = status
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection (Hijack).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (s *Server) record(r *http.Request, status int, at time.Time) {
 	scheme, _, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-	s.requests = append(s.requests, Request{Method: r.Method, Path: r.URL.EscapedPath(), Query: r.URL.RawQuery, Auth: scheme})
+	s.requests = append(s.requests, Request{Method: r.Method, Path: r.URL.EscapedPath(), Query: r.URL.RawQuery, Auth: scheme, Status: status, At: at})
 }
 
 func (s *Server) serveCreate(w http.ResponseWriter, r *http.Request) {
@@ -113,6 +147,7 @@ func (s *Server) serveCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a := s.newAccount(body.Email, body.DisplayName, "")
+	s.returned = 1
 	writeJSON(w, http.StatusCreated, s.customerJSON(a))
 }
 
@@ -227,6 +262,7 @@ func (s *Server) serveList(w http.ResponseWriter, r *http.Request, d *desk, desk
 		}
 		return self + "?" + v.Encode()
 	}
+	s.returned = len(values)
 	links := map[string]string{"base": base, "context": s.contextPath, "self": at(start)}
 	last := end >= len(matched)
 	if !last {

@@ -5,8 +5,13 @@
 // permissions, the experimental header and its 412, duplicate emails (400,
 // or 409 when asked), partial success of Add, paging with _links on a
 // configurable public URL, and error bodies in the servicedeskapi shape with
-// X-AREQUESTID. It can also misbehave on purpose: rate limits with
-// Retry-After, injected 5xx pages, latency.
+// X-AREQUESTID. It models Jira Cloud's 2026 rate limits: burst limits per
+// endpoint and method, an app's points quota (with a short window for
+// tests), the structured RateLimit-Policy/RateLimit headers (Beta- or
+// enforced), their reasons, and the OAuth gateway's bare 429. It can also
+// misbehave on purpose: faults injected into the next requests that match
+// (any status, headers and body, or a dropped connection, before or after
+// the server acts), and latency.
 //
 //	srv := servicedesktest.NewServer()
 //	defer srv.Close()
@@ -121,10 +126,12 @@ func WithContextPath(p string) Option {
 	}
 }
 
-// WithRateLimit answers 429, with Retry-After, X-RateLimit-Reset and
-// RateLimit-Reason, once requests requests were served in the current
-// window of the given length. Every answer carries X-RateLimit-Limit and
-// X-RateLimit-Remaining (and X-RateLimit-NearLimit when few are left).
+// WithRateLimit answers 429, with Retry-After (whole seconds left, which
+// may be 0, as Jira sometimes sends), X-RateLimit-Reset and RateLimit-Reason,
+// once requests requests were served in the current window of the given
+// length, all endpoints together. Every answer carries X-RateLimit-Limit and
+// X-RateLimit-Remaining (and X-RateLimit-NearLimit when few are left). For
+// Jira Cloud's own model, see [WithBurstLimit] and [WithQuota].
 func WithRateLimit(requests int, window time.Duration) Option {
 	return func(s *Server) { s.rate = rateLimit{budget: requests, window: window} }
 }
@@ -158,8 +165,10 @@ type Server struct {
 	desks    []*desk
 	apps     map[string]string // Connect app key -> shared secret
 	latency  time.Duration
-	failures []int // statuses to answer next, in order
+	faults   []*Fault
 	rate     rateLimit
+	limits   limits
+	returned int // customers in the answer being written, for the quota
 	requests []Request
 }
 
@@ -171,6 +180,10 @@ type Request struct {
 	// Auth is the scheme of the Authorization header ("Basic", "Bearer",
 	// "JWT"), or "" without one. Credentials are not kept.
 	Auth string
+	// Status is the status answered; 0 when the connection was dropped.
+	Status int
+	// At is when the server took the request up.
+	At time.Time
 }
 
 type account struct {
@@ -210,6 +223,7 @@ func NewServer(opts ...Option) *Server {
 		s.srv.Listener.Close()
 		s.srv.Listener = l
 	}
+	s.limits.epoch = time.Now()
 	s.srv.Start()
 	s.URL = s.srv.URL + s.contextPath
 	if s.publicURL == "" {
@@ -286,16 +300,6 @@ func (s *Server) Customers(deskID string) []servicedesk.Customer {
 		out = append(out, s.customerJSON(s.accounts[id]))
 	}
 	return out
-}
-
-// FailNext answers the next n requests with status (a 5xx, say) and an HTML
-// page, as Atlassian's edge does, before looking at them.
-func (s *Server) FailNext(n, status int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for i := 0; i < n; i++ {
-		s.failures = append(s.failures, status)
-	}
 }
 
 // Requests returns the requests received so far, in order.

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -518,4 +519,123 @@ func TestConnectQSHOfInvalidUTF8AgreesWithAtlassian(t *testing.T) {
 	// The canonical request atlassian-jwt 2.0.3 builds (see internal/connect/testdata).
 	assert.Equal(t, http.StatusOK, send("GET&/rest/servicedeskapi/servicedesk/1/customer&query=caf%EF%BF%BD"))
 	assert.Equal(t, http.StatusUnauthorized, send("GET&/rest/servicedeskapi/servicedesk/1/customer&query=caf%E9"))
+}
+
+func TestBurstLimitPerEndpointAndMethod(t *testing.T) {
+	t.Parallel()
+	srv := start(t, servicedesktest.WithBurstLimit(servicedesktest.BurstLimit{
+		Method: "GET", Path: "/rest/servicedeskapi/servicedesk/*/customer", Requests: 2, Window: time.Hour,
+	}))
+	opt := map[string]string{"X-ExperimentalApi": "opt-in"}
+	for i := 0; i < 2; i++ {
+		resp, _ := raw(t, srv, "GET", "/rest/servicedeskapi/servicedesk/1/customer", "", opt)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		assert.Empty(t, resp.Header.Get("RateLimit-Policy"), "announced on 429s only, by default")
+	}
+	resp, body := raw(t, srv, "GET", "/rest/servicedeskapi/servicedesk/1/customer", "", opt)
+	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
+	assert.Contains(t, string(body), "errorMessage")
+	h := resp.Header
+	assert.Equal(t, "jira-burst-based", h.Get("RateLimit-Reason"))
+	assert.Equal(t, "2", h.Get("X-RateLimit-Limit"))
+	assert.Equal(t, "0", h.Get("X-RateLimit-Remaining"))
+	retryAfter, err := strconv.Atoi(h.Get("Retry-After"))
+	require.NoError(t, err)
+	assert.InDelta(t, 3600, retryAfter, 5)
+	reset, err := time.Parse(time.RFC3339, h.Get("X-RateLimit-Reset"))
+	require.NoError(t, err)
+	assert.WithinDuration(t, time.Now().Add(time.Hour), reset, 5*time.Second)
+	assert.Equal(t, `"jira-burst-based";q=2;w=3600`, h.Get("RateLimit-Policy"))
+	assert.Regexp(t, `^"jira-burst-based";r=0;t=3[56]\d\d$`, h.Get("RateLimit"))
+
+	// Another desk is another path: counted apart. Another method is not limited.
+	resp, _ = raw(t, srv, "GET", "/rest/servicedeskapi/servicedesk/HELP/customer", "", opt)
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	resp, _ = raw(t, srv, "POST", "/rest/servicedeskapi/servicedesk/1/customer", `{"accountIds":["x"]}`, nil)
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode, "served: x does not exist")
+	var got []int
+	for _, r := range srv.Requests() {
+		got = append(got, r.Status)
+	}
+	assert.Equal(t, []int{200, 200, 429, 200, 400}, got)
+}
+
+func TestAnnounceAlwaysAndBeta(t *testing.T) {
+	t.Parallel()
+	limit := servicedesktest.WithBurstLimit(servicedesktest.BurstLimit{Method: "POST", Requests: 5, Window: time.Hour})
+	srv := start(t, limit, servicedesktest.WithAnnounce(servicedesktest.AnnounceAlways),
+		servicedesktest.WithQuota(servicedesktest.Quota{Points: 100, Window: time.Hour}))
+	resp, _ := raw(t, srv, "POST", "/rest/servicedeskapi/servicedesk/1/customer", `{"accountIds":["x"]}`, nil)
+	assert.Equal(t, `"global-app-quota";q=100;w=3600, "jira-burst-based";q=5;w=3600`, resp.Header.Get("RateLimit-Policy"))
+	assert.Regexp(t, `^"global-app-quota";r=99;t=3[56]\d\d, "jira-burst-based";r=4;t=3[56]\d\d$`, resp.Header.Get("RateLimit"))
+
+	srv = start(t, limit, servicedesktest.WithAnnounce(servicedesktest.AnnounceBeta))
+	resp, _ = raw(t, srv, "POST", "/rest/servicedeskapi/servicedesk/1/customer", `{"accountIds":["x"]}`, nil)
+	assert.Empty(t, resp.Header.Get("RateLimit-Policy"))
+	assert.Equal(t, `"jira-burst-based";q=5;w=3600`, resp.Header.Get("Beta-RateLimit-Policy"))
+	assert.Regexp(t, `^"jira-burst-based";r=4;t=\d+$`, resp.Header.Get("Beta-RateLimit"))
+}
+
+func TestQuotaCountsPointsAndWarns(t *testing.T) {
+	t.Parallel()
+	srv := start(t, servicedesktest.WithQuota(servicedesktest.Quota{Points: 10, Window: time.Hour}))
+	for i := 0; i < 4; i++ {
+		srv.AddCustomer("1", fmt.Sprintf("q%d@example.com", i), "Q")
+	}
+	opt := map[string]string{"X-ExperimentalApi": "opt-in"}
+	resp, _ := raw(t, srv, "GET", "/rest/servicedeskapi/servicedesk/1/customer", "", opt) // 1 + 2×4 = 9 points
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Empty(t, resp.Header.Get("X-RateLimit-NearLimit"))
+	resp, _ = raw(t, srv, "GET", "/rest/servicedeskapi/servicedesk/1/customer?limit=1", "", opt) // 1 point left: 3 more make 12
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "true", resp.Header.Get("X-RateLimit-NearLimit"), "under 20 % left when it was taken up")
+	resp, _ = raw(t, srv, "POST", "/rest/servicedeskapi/servicedesk/1/customer", `{"accountIds":["x"]}`, nil)
+	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode, "every endpoint is refused")
+	assert.Equal(t, "jira-quota-global-based", resp.Header.Get("RateLimit-Reason"))
+	assert.NotEmpty(t, resp.Header.Get("Retry-After"))
+	assert.Equal(t, `"global-app-quota";q=10;w=3600`, resp.Header.Get("RateLimit-Policy"))
+
+	gw := start(t, servicedesktest.WithQuota(servicedesktest.Quota{Points: 1, Window: time.Hour, Gateway: true}))
+	raw(t, gw, "POST", "/rest/servicedeskapi/servicedesk/1/customer", `{"accountIds":["x"]}`, nil)
+	resp, _ = raw(t, gw, "POST", "/rest/servicedeskapi/servicedesk/1/customer", `{"accountIds":["x"]}`, nil)
+	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
+	assert.Empty(t, resp.Header.Get("Retry-After"), "the gateway names no wait")
+	assert.Empty(t, resp.Header.Get("RateLimit-Reason"))
+	assert.Equal(t, "0", resp.Header.Get("X-RateLimit-Remaining"))
+	assert.NotEmpty(t, resp.Header.Get("X-RateLimit-Reset"))
+	assert.Equal(t, "FAILURE CLIENT RATE LIMITED", resp.Header.Get("X-Failure-Category"))
+}
+
+func TestInjectFaults(t *testing.T) {
+	t.Parallel()
+	srv := start(t)
+	c := client(t, srv)
+	srv.Inject(servicedesktest.Fault{Method: "GET", Path: "/rest/servicedeskapi/servicedesk/*/customer", Times: 2, Status: 429,
+		Header: http.Header{"Retry-After": {"0"}, "Ratelimit-Reason": {"jira-burst-based"}}, Body: `{"errorMessage":"slow down"}`})
+	require.NoError(t, c.Customers.Add(ctx, "1", servicedesk.CustomerIDs{AccountIDs: []string{srv.AddCustomer("", "f@example.com", "F").AccountID}}),
+		"another method and path is not hit")
+	_, err := c.Customers.List(ctx, "1", nil)
+	require.NoError(t, err, "two 429s, then the answer")
+	var got []int
+	for _, r := range srv.Requests() {
+		got = append(got, r.Status)
+	}
+	assert.Equal(t, []int{204, 429, 429, 200}, got)
+
+	// After: the server acts, then the client sees the failure; a
+	// dropped connection has no status.
+	srv.Inject(servicedesktest.Fault{Method: "POST", Path: "/rest/servicedeskapi/customer", After: true, Drop: true})
+	_, err = c.Customers.Create(ctx, servicedesk.CreateCustomerRequest{Email: "ghost@example.com", DisplayName: "Ghost"})
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, servicedesk.ErrInvalidInput)
+	reqs := srv.Requests()
+	assert.Equal(t, 0, reqs[len(reqs)-1].Status, "dropped")
+	_, err = c.Customers.Create(ctx, servicedesk.CreateCustomerRequest{Email: "ghost@example.com", DisplayName: "Ghost", StrictConflictStatusCode: true})
+	require.ErrorIs(t, err, servicedesk.ErrConflict, "the first Create did create the customer")
+
+	// The default fault: one 503 with an HTML page.
+	srv.Inject(servicedesktest.Fault{})
+	resp, body := raw(t, srv, "GET", "/rest/servicedeskapi/servicedesk/1/customer", "", nil)
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	assert.Contains(t, string(body), "<title>503 Service Unavailable</title>")
 }
