@@ -17,12 +17,15 @@ import (
 	"net/url"
 	"runtime"
 	"runtime/metrics"
+	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/servicedesk-go/servicedesk"
+	"github.com/servicedesk-go/servicedesk/servicedesktest"
 )
 
 // benchServer serves pre-rendered answers. A desk page is a fixed block of
@@ -466,4 +469,103 @@ func BenchmarkRetry(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkBulkAdd: an import adding customers from many goroutines against
+// a burst limit on the fake JSM (Add: 100 a second), the limit announced
+// only in 429s or on every answer. impl=sdk is the client as it comes;
+// impl=unpaced has no rate limiter and no bound on requests in flight, as
+// before the governor: only retries with backoff and Retry-After.
+// Metrics: successful Adds a second ÷ the limit, the share of answers that
+// were 429s, calls that failed, and the 99th percentile of call latency.
+func BenchmarkBulkAdd(b *testing.B) {
+	const limit, adds = 100, 500
+	for _, announce := range []struct {
+		name string
+		opt  servicedesktest.Announce
+	}{{"429s", servicedesktest.AnnounceOn429}, {"always", servicedesktest.AnnounceAlways}} {
+		for _, conc := range []int{1, 8, 64, 128} {
+			for _, impl := range []string{"sdk", "unpaced"} {
+				b.Run(fmt.Sprintf("announce=%s/conc=%d/impl=%s", announce.name, conc, impl), func(b *testing.B) {
+					var opts []servicedesk.Option
+					if impl == "unpaced" {
+						opts = append(opts, servicedesk.WithRateLimiter(nil), servicedesk.WithMaxInFlight(1<<20))
+					}
+					var ok, throttled, failed, answers int
+					var latencies []time.Duration
+					var elapsed time.Duration
+					for i := 0; i < b.N; i++ {
+						r := bulkAdd(b, limit, adds, conc, announce.opt, opts...)
+						ok, throttled, failed, answers = ok+r.ok, throttled+r.throttled, failed+r.failed, answers+r.answers
+						latencies = append(latencies, r.latencies...)
+						elapsed += r.elapsed
+					}
+					slices.Sort(latencies)
+					b.ReportMetric(float64(ok)/elapsed.Seconds()/limit, "x-limit")
+					b.ReportMetric(100*float64(throttled)/float64(answers), "429-%")
+					b.ReportMetric(float64(failed)/float64(b.N), "failed")
+					b.ReportMetric(float64(latencies[len(latencies)*99/100].Microseconds())/1000, "p99-ms")
+				})
+			}
+		}
+	}
+}
+
+type bulkResult struct {
+	ok, throttled, failed, answers int
+	latencies                      []time.Duration
+	elapsed                        time.Duration
+}
+
+func bulkAdd(b *testing.B, limit, adds, conc int, announce servicedesktest.Announce, opts ...servicedesk.Option) bulkResult {
+	srv := servicedesktest.NewServer(
+		servicedesktest.WithBurstLimit(servicedesktest.BurstLimit{Method: "POST", Path: "/rest/servicedeskapi/servicedesk/*/customer", Requests: limit}),
+		servicedesktest.WithAnnounce(announce))
+	defer srv.Close()
+	id := srv.AddCustomer("", "bulk@example.com", "Bulk").AccountID
+	c, err := servicedesk.NewClient(srv.URL, append([]servicedesk.Option{
+		servicedesk.WithBasicAuth(servicedesktest.AdminEmail, servicedesktest.AdminToken),
+	}, opts...)...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ids := servicedesk.CustomerIDs{AccountIDs: []string{id}}
+	var mu sync.Mutex
+	var r bulkResult
+	jobs := make(chan struct{}, adds)
+	for i := 0; i < adds; i++ {
+		jobs <- struct{}{}
+	}
+	close(jobs)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for g := 0; g < conc; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range jobs {
+				t := time.Now()
+				err := c.Customers.Add(context.Background(), "1", ids)
+				d := time.Since(t)
+				mu.Lock()
+				r.latencies = append(r.latencies, d)
+				if err != nil {
+					r.failed++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	r.elapsed = time.Since(start)
+	for _, req := range srv.Requests() {
+		r.answers++
+		switch req.Status {
+		case http.StatusNoContent:
+			r.ok++
+		case http.StatusTooManyRequests:
+			r.throttled++
+		}
+	}
+	return r
 }

@@ -172,10 +172,15 @@ func (g *governor) startRate(ep Endpoint) (float64, bool) {
 }
 
 // paceRate and paceBurst turn a limit of n requests a second into a bucket
-// that never sends more than n in any one-second window: burst + rate ≤ n,
-// with the rate at 85 % of n (80 % at the smallest limits).
+// that keeps below it in any one-second window, so that the server's
+// count never runs out (its "r=0;t=1" would cost a pause of up to a
+// second): burst + rate < n, the rate at 85 % of n, less for small limits.
 func paceRate(n float64) rate.Limit {
-	return rate.Limit(min(0.85*n, n-float64(paceBurst(n))))
+	b := float64(paceBurst(n))
+	if n >= 10 {
+		return rate.Limit(min(0.85*n, n-b-1))
+	}
+	return rate.Limit(max(n-b, 0.5*n))
 }
 
 func paceBurst(n float64) int {
@@ -302,7 +307,10 @@ func (g *governor) learn(b *bucket, rl RateLimit, inflight int, now time.Time) (
 			}
 			if p.Remaining >= 0 && !p.Beta {
 				b.spendTo(p.Remaining-inflight, now)
-				if p.Remaining == 0 && p.Reset.After(now) {
+				// Nothing left until a reset more than a second away: wait
+				// for it. A one-second window's "t=1" is rounded up and may
+				// be a millisecond away; the drained bucket paces that.
+				if p.Remaining == 0 && p.Reset.Sub(now) > time.Second {
 					b.pauseUntil(p.Reset, p.Name)
 				}
 			}
@@ -402,9 +410,10 @@ func (b *bucket) setRate(n float64, reason string) {
 	if b.learned && b.lim.Limit() == r && !b.cut.Load() {
 		return
 	}
-	// Burst first: coming from no limit, the bucket then starts full.
-	b.lim.SetBurst(paceBurst(n))
+	// Limit first: coming from no limit, the bucket starts with one token,
+	// not full: what was sent before the limit was known counts already.
 	b.lim.SetLimit(r)
+	b.lim.SetBurst(paceBurst(n))
 	b.learned, b.ceiling, b.reason = true, r, reason
 	b.cut.Store(false)
 }
