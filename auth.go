@@ -142,6 +142,34 @@ func echoedForms(secret string) []string {
 	return forms
 }
 
+// unauthorizedHint says what to check after a 401, for the way the client
+// authenticates; scoped reports a token whose missing scope Jira also
+// answers with 401.
+func unauthorizedHint(a authenticator, cloud bool) (hint string, scoped bool) {
+	switch a := a.(type) {
+	case nil:
+		return "no credentials were sent: give NewClient WithBasicAuth, WithBearerToken, WithTokenSource or WithConnectJWT", false
+	case staticAuth:
+		if strings.HasPrefix(a.header[0], "Basic ") {
+			if cloud {
+				return "Jira Cloud's Basic auth takes the account's email and an API token (id.atlassian.com, Security, API tokens), not its password: check both, and that the token has not expired or been revoked", false
+			}
+			return "check the username and password", false
+		}
+		if cloud {
+			return "the bearer token was refused: an OAuth 2.0 token may have expired or been revoked, or lack a scope, and works only through CloudGatewayURL; a personal access token works only on Data Center", true
+		}
+		return "the bearer token was refused: a personal access token may be mistyped, expired or revoked", true
+	case *tokenSourceAuth:
+		return "the OAuth 2.0 access token was refused: it may have been revoked, or lack a scope the operation needs", true
+	case *connectAuth:
+		return "the Connect JWT was refused: check the app key and the shared secret (from the latest installed lifecycle payload: reinstalling changes it) and this machine's clock (each JWT is valid for 3 minutes from its iat)", false
+	case secretOnly:
+		return "the act-as-user grant was refused: check the OAuth client id and shared secret from the installation payload, the account id, and that the app has the ACT_AS_USER scope", false
+	}
+	return "", false
+}
+
 // redactedError is an error whose text went through redact; errors.Is and
 // errors.As still see the original.
 type redactedError struct {

@@ -4,29 +4,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
+	"reflect"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-json-experiment/json"
-	"github.com/go-json-experiment/json/jsontext"
 	"github.com/hashicorp/go-retryablehttp"
 )
 
 // apiRoot is where the servicedeskapi lives below the base URL.
 const apiRoot = "/rest/servicedeskapi/"
-
-// maxResponseBody caps a success body. A page of 50 customers is about
-// 60 KB; anything near this is not an answer from JSM.
-const maxResponseBody = 16 << 20
-
-// maxDrain is how much of an unread body is read before closing it, so the
-// connection can be reused without reading an endless body.
-const maxDrain = 64 << 10
 
 // Client talks to one JSM site (or the OAuth 2.0 gateway for one site).
 // Create it with [NewClient]. It is safe for concurrent use.
@@ -51,6 +44,8 @@ type Client struct {
 	limiter   RateLimiter
 	slots     inFlight      // bounds the requests on the wire
 	limitWait time.Duration // the longest wait for the limiter or a Retry-After
+
+	hooks Hooks
 
 	common service
 }
@@ -119,6 +114,7 @@ func newClient(where, field string, base *url.URL, cfg config) (*Client, error) 
 		limiter:      cfg.limiter,
 		slots:        make(inFlight, cfg.maxInFlight),
 		limitWait:    cfg.rateLimitWait(),
+		hooks:        cfg.hooks,
 	}
 	switch {
 	case !cfg.limiterSet:
@@ -213,9 +209,13 @@ type request struct {
 	body     []byte
 	// contentType is the body's; JSON unless said otherwise.
 	contentType []string
-	// expect is how a 2xx body that is decoded must open: '{' (the
-	// default) for an object, '[' for an array.
+	// expect is how a 2xx body that is decoded must open: '{' for an
+	// object (every answer of the servicedeskapi), '[' for an array, 0 for
+	// any JSON value.
 	expect byte
+	// userTypes marks the caller's own types (Do): encoded and decoded as
+	// encoding/json would, and a 2xx without a body decodes to nothing.
+	userTypes bool
 
 	// experimental marks an endpoint that wants "X-ExperimentalApi: opt-in"
 	// (the server answers 412 without it).
@@ -225,6 +225,9 @@ type request struct {
 	idempotent bool
 	// needs is what the operation requires, told on a 401 or 403.
 	needs needs
+	// unsure is said when a request that is not idempotent may have
+	// reached the server and failed: what the caller should check.
+	unsure string
 }
 
 // newRequest builds a call to path below /rest/servicedeskapi/ (path is
@@ -237,6 +240,7 @@ func (c *Client) newRequest(op, method, path, template string, n needs, query ur
 		method:     method,
 		url:        c.apiURL(path, query),
 		endpoint:   Endpoint{Method: method, Path: template},
+		expect:     '{',
 		idempotent: method != http.MethodPost,
 	}
 	if body != nil {
@@ -247,6 +251,145 @@ func (c *Client) newRequest(op, method, path, template string, n needs, query ur
 		r.body = b
 	}
 	return r, nil
+}
+
+// Do sends method to path below the base URL ("/rest/api/3/user/search"; a
+// leading "/rest/" is required, so it cannot leave the configured host),
+// with the client's credentials, retry policy, rate-limit pacing and error
+// mapping (*Error and the sentinels). query may be nil. body, when not nil,
+// is sent as JSON; a 2xx body is decoded into v when v is not nil. POST is
+// not repeated once the server may have acted on it; other methods are
+// treated as idempotent.
+//
+// path is an escaped path: escape ids taken from elsewhere with
+// url.PathEscape. Paths that could leave the API are refused before
+// anything is sent, wrapping [ErrInvalidInput]: no "/rest/" prefix, a query
+// or fragment in the path (use query), "." or ".." segments, empty
+// segments, escaped "/" or "\", or characters that need escaping. A
+// Connect JWT is signed for the path and query sent. Under
+// /rest/servicedeskapi/ the request opts in to experimental endpoints
+// (X-ExperimentalApi). body and v are encoded and decoded as encoding/json
+// does (use json.RawMessage for JSON you already have); v must be a
+// non-nil pointer, and is left as it is when the answer has no body (204).
+func (c *Client) Do(ctx context.Context, method, path string, query url.Values, body, v any) error {
+	r, err := c.newDoRequest(method, path, query, body, v)
+	if err != nil {
+		return err
+	}
+	return c.do(ctx, r, v)
+}
+
+// newDoRequest checks what Do was given and builds its request.
+func (c *Client) newDoRequest(method, path string, query url.Values, body, v any) (*request, error) {
+	const where = "Client.Do"
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
+	default:
+		return nil, invalidInput(where, "method", fmt.Sprintf("%q is not GET, HEAD, POST, PUT, PATCH or DELETE", method))
+	}
+	if why := unsafePath(path); why != "" {
+		return nil, invalidInput(where, "path", fmt.Sprintf("%q %s", path, why))
+	}
+	for name, values := range query {
+		if !utf8.ValidString(name) {
+			return nil, invalidInput(where, "query", fmt.Sprintf("%q is not valid UTF-8", name))
+		}
+		for _, value := range values {
+			if !utf8.ValidString(value) {
+				return nil, invalidInput(where, "query", fmt.Sprintf("the value of %q is not valid UTF-8", name))
+			}
+		}
+	}
+	if v != nil {
+		if rv := reflect.ValueOf(v); rv.Kind() != reflect.Pointer || rv.IsNil() {
+			return nil, invalidInput(where, "v", fmt.Sprintf("must be nil or a non-nil pointer, got %T", v))
+		}
+	}
+	u := *c.base
+	raw := u.EscapedPath() + path
+	u.Path, _ = url.PathUnescape(raw) // unsafePath checked every escape
+	u.RawPath = raw
+	u.RawQuery = query.Encode()
+	r := &request{
+		op:           "Do",
+		method:       method,
+		url:          &u,
+		endpoint:     Endpoint{Method: method, Path: pathTemplate(path)},
+		userTypes:    true,
+		experimental: strings.HasPrefix(path, apiRoot),
+		idempotent:   method != http.MethodPost,
+		unsure:       "the server may have acted on it: check before sending it again",
+	}
+	if body != nil {
+		b, err := json.Marshal(body, userTypeOptions)
+		if err != nil {
+			return nil, invalidInput(where, "body", "cannot be encoded as JSON: "+err.Error())
+		}
+		r.body = b
+	}
+	return r, nil
+}
+
+// unsafePath says why a path given to Do could leave the API (or be read
+// differently by a proxy than by the SDK), or "" when it cannot.
+func unsafePath(path string) string {
+	if !strings.HasPrefix(path, "/rest/") {
+		return `must start with "/rest/": a path on the configured site, such as "/rest/api/3/user/search"`
+	}
+	segments := strings.Split(path[1:], "/")
+	for i, seg := range segments {
+		if seg == "" && i < len(segments)-1 {
+			return "must not hold an empty segment (//)"
+		}
+		for j := 0; j < len(seg); j++ {
+			if c := seg[j]; c <= ' ' || c >= 0x7f || strings.IndexByte(`"#<>?\^`+"`{|}", c) >= 0 {
+				return fmt.Sprintf("holds %q, which must be escaped (url.PathEscape), or a query or fragment (use query)", c)
+			}
+		}
+		plain, err := url.PathUnescape(seg)
+		switch {
+		case err != nil:
+			return "holds a malformed escape"
+		case plain == "." || plain == "..":
+			return "must not hold . or .. segments"
+		case strings.ContainsAny(plain, "/\\"):
+			return `must not hold an escaped "/" or "\"`
+		}
+	}
+	return ""
+}
+
+// pathTemplate turns a path given to Do into a template for metrics and the
+// rate limiter: segments that look like ids become "{id}". Words in lower
+// camel case ("user", "search", "requesttype") are kept, and so is the
+// version after the API's name ("/rest/api/3").
+func pathTemplate(path string) string {
+	segments := strings.Split(path, "/")
+	for i, seg := range segments {
+		if i <= 2 || seg == "" || isWord(seg) || i == 3 && isVersion(seg) {
+			continue
+		}
+		segments[i] = "{id}"
+	}
+	return strings.Join(segments, "/")
+}
+
+func isWord(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || i > 0 && 'A' <= c && c <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+func isVersion(s string) bool {
+	if s == "latest" {
+		return true
+	}
+	_, err := strconv.ParseFloat(s, 64)
+	return err == nil
 }
 
 // apiURL resolves an escaped API path onto the base URL, keeping the base
@@ -274,7 +417,14 @@ func (c *Client) do(ctx context.Context, r *request, v any) error {
 	if c.onRateLimit != nil && c.prefetch {
 		cl.sink, _ = ctx.Value(rateLimitSinkKey{}).(*rateLimitSink)
 	}
-	return cl.run(v)
+	if h := c.hooks.CallStart; h != nil {
+		if hctx := h(ctx, cl.info()); hctx != nil {
+			cl.Context = hctx
+		}
+	}
+	err := cl.run(v)
+	cl.finish(err)
+	return err
 }
 
 // run makes the call: its attempts, then the answer.
@@ -296,34 +446,53 @@ func (cl *call) run(v any) error {
 	defer closeBody(resp.Body)
 
 	r := cl.r
+	cl.status, cl.requestID = resp.StatusCode, get(resp.Header, hRequestID)
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		e := newError(resp, r.method, r.url, time.Now())
-		e.Attempts = cl.n
-		if cl.refusal != nil {
-			// The limiter would not let a retry out in time: its wait is
-			// the one that counts.
-			e.RetryAfter = max(e.RetryAfter, cl.refusal.RetryAfter)
-		}
-		if (e.StatusCode == http.StatusUnauthorized || e.StatusCode == http.StatusForbidden) && r.needs.action != "" {
-			e.Needs = r.needs.String()
-		}
-		e.redact(cl.c.auth)
-		return e
+		return cl.apiError(resp)
 	}
 	if v == nil {
 		return nil
 	}
-	expect := r.expect
-	if expect == 0 {
-		expect = '{' // every answer of the servicedeskapi is an object
+	opts := decodeOptions
+	if r.userTypes {
+		if resp.StatusCode == http.StatusNoContent || resp.ContentLength == 0 {
+			return nil // nothing to decode; v is left as it is
+		}
+		opts = userTypeOptions
 	}
-	if err := decodeJSON(resp, v, expect); err != nil {
+	if err := decodeJSON(resp, v, r.expect, opts); err != nil {
 		if ctxErr := cl.Err(); ctxErr != nil {
 			return fmt.Errorf("servicedesk: %s %s: %w", r.method, r.url.EscapedPath(), ctxErr)
 		}
 		return fmt.Errorf("%w: %s %s: %d answer: %w", ErrInvalidResponse, r.method, r.url.EscapedPath(), resp.StatusCode, err)
 	}
 	return nil
+}
+
+// apiError is the *Error of the call's last answer.
+func (cl *call) apiError(resp *http.Response) *Error {
+	r := cl.r
+	e := newError(resp, r.method, r.url, time.Now())
+	e.Attempts = cl.n
+	if cl.refusal != nil {
+		// The limiter would not let a retry out in time: its wait is the
+		// one that counts.
+		e.RetryAfter = max(e.RetryAfter, cl.refusal.RetryAfter)
+	}
+	switch {
+	case e.StatusCode == http.StatusUnauthorized:
+		var scoped bool
+		e.Hint, scoped = unauthorizedHint(cl.c.auth, isCloud(cl.c.base.Hostname()))
+		if scoped && r.needs.action != "" {
+			e.Needs = r.needs.String()
+		}
+	case e.StatusCode == http.StatusForbidden && r.needs.action != "":
+		e.Needs = r.needs.String()
+	case e.StatusCode >= 500 && !r.idempotent:
+		e.Hint = r.unsure
+	}
+	e.redact(cl.c.auth)
+	return e
 }
 
 // Header values shared by every request. http.Header maps them by
@@ -369,14 +538,26 @@ func (cl *call) newHTTPRequest() *retryablehttp.Request {
 // transportError reports a call that got no response. Once the context is
 // done, its error is the one that counts.
 func (cl *call) transportError(err error) error {
+	unsure := cl.n > 0 && !cl.r.idempotent && cl.r.unsure != "" && mayHaveArrived(err)
 	if ctxErr := cl.Err(); ctxErr != nil {
 		err = ctxErr
 	}
-	err = fmt.Errorf("servicedesk: %s %s: %w", cl.r.method, cl.r.url.EscapedPath(), stripURLError(err))
+	if unsure {
+		err = fmt.Errorf("servicedesk: %s %s: %w; %s", cl.r.method, cl.r.url.EscapedPath(), stripURLError(err), cl.r.unsure)
+	} else {
+		err = fmt.Errorf("servicedesk: %s %s: %w", cl.r.method, cl.r.url.EscapedPath(), stripURLError(err))
+	}
 	if msg := redact(cl.c.auth, err.Error()); msg != err.Error() {
 		return &redactedError{msg: msg, err: err}
 	}
 	return err
+}
+
+// mayHaveArrived reports whether a request that failed with err may have
+// reached the server: unless it surely never left (no connection, no
+// credentials, a refused redirect or certificate), it may have.
+func mayHaveArrived(err error) bool {
+	return !neverSent(err) && !unknownHost(err) && retryableTransportError(err)
 }
 
 // errorText is an error as logs may show it: without the request's URL,
@@ -393,92 +574,6 @@ func stripURLError(err error) error {
 		return ue.Err
 	}
 	return err
-}
-
-// decodeOptions keep encoding/json's leniency where the v2 decoder is
-// strict by default: one customer with a broken byte in its name, or a
-// repeated key, must not make a whole page unreadable.
-var decodeOptions = json.JoinOptions(jsontext.AllowInvalidUTF8(true), jsontext.AllowDuplicateNames(true))
-
-// errBodyTooLarge ends the reading of a body past maxResponseBody.
-var errBodyTooLarge = fmt.Errorf("body larger than %d bytes", maxResponseBody)
-
-// decodeJSON decodes a success body, refusing what is not the JSON answer
-// expected: another content type (an HTML login page), a body over
-// maxResponseBody, a truncated one, or a value that does not open with
-// open ('{' for an object, '[' for an array).
-//
-// It decodes with github.com/go-json-experiment/json, the future
-// encoding/json/v2: nearly three times as fast as encoding/json on a page
-// of customers, with half the allocations (BENCHMARKS.md).
-func decodeJSON(resp *http.Response, v any, open byte) error {
-	if ct := get(resp.Header, "Content-Type"); ct != "" && !isJSON(ct) {
-		return fmt.Errorf("content type %q is not JSON", ct)
-	}
-	lr := &limitedReader{r: resp.Body, n: maxResponseBody}
-	err := json.UnmarshalRead(lr, v, decodeOptions)
-	switch {
-	case lr.exceeded:
-		return errBodyTooLarge
-	case lr.first == 0:
-		return errors.New("empty body")
-	case lr.first != open:
-		// "null" would decode into a zero value without complaint.
-		return fmt.Errorf("body does not start with %q", open)
-	case err != nil:
-		return err
-	}
-	if vv, ok := v.(interface{ validate() error }); ok {
-		return vv.validate()
-	}
-	return nil
-}
-
-// isJSON reports whether a Content-Type names JSON: application/json or a
-// +json type, any parameters. (mime.ParseMediaType would allocate a map.)
-func isJSON(contentType string) bool {
-	mt, _, _ := strings.Cut(contentType, ";")
-	mt = strings.ToLower(strings.TrimSpace(mt))
-	return mt == "application/json" || strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json")
-}
-
-// limitedReader is io.LimitReader that remembers it cut the body short, and
-// the first byte of JSON it passed on.
-type limitedReader struct {
-	r        io.Reader
-	n        int64
-	exceeded bool
-	first    byte
-}
-
-func (l *limitedReader) Read(p []byte) (int, error) {
-	if l.n <= 0 {
-		l.exceeded = true
-		return 0, errBodyTooLarge
-	}
-	if int64(len(p)) > l.n {
-		p = p[:l.n]
-	}
-	n, err := l.r.Read(p)
-	l.n -= int64(n)
-	if l.first == 0 {
-		for _, b := range p[:n] {
-			if b != ' ' && b != '\t' && b != '\r' && b != '\n' {
-				l.first = b
-				break
-			}
-		}
-	}
-	return n, err
-}
-
-// closeBody drains a bounded amount, so the connection can be reused, and
-// closes the body.
-func closeBody(body io.ReadCloser) {
-	if body != http.NoBody { // a 204 has nothing to drain
-		_, _ = io.Copy(io.Discard, io.LimitReader(body, maxDrain))
-	}
-	_ = body.Close()
 }
 
 // redactedURL renders u without user info; the SDK never puts credentials

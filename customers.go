@@ -94,6 +94,7 @@ func (s *CustomersService) Create(ctx context.Context, req CreateCustomerRequest
 	if err != nil {
 		return nil, err
 	}
+	r.unsure = "the customer may have been created all the same: look for its email with List or All before creating it again"
 	cust := new(Customer)
 	if err := s.client.do(ctx, r, cust); err != nil {
 		return nil, err

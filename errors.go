@@ -54,20 +54,28 @@ type Error struct {
 	RetryAfter    time.Duration     // from Retry-After / X-RateLimit-Reset, when the server sent one
 	Body          []byte            // the raw body, truncated
 
-	// Needs says, on a 401 or 403, what the operation requires: the Jira
-	// permission and the OAuth 2.0 and Connect scopes.
+	// Needs says, on a 403 (and on a 401 with an OAuth 2.0 token, whose
+	// missing scope Jira answers with 401), what the operation requires:
+	// the Jira permission and the OAuth 2.0 and Connect scopes.
 	Needs string
+	// Hint says what to do about it, when the SDK can tell: on a 401, what
+	// to check for the way the client authenticates; after a Create that
+	// may have reached the server, that the customer may exist.
+	Hint string
 	// Attempts is how many times the request was sent, retries included.
+	// 0 means it never was: the client's rate limiter refused it (a 429
+	// with RetryAfter and RateLimit.Reason).
 	Attempts int
 	// RateLimit holds the rate-limit headers of the answer, if it had any.
 	RateLimit RateLimit
 }
 
 // Error reads like
-// "servicedesk: POST /rest/servicedeskapi/customer: 409 Conflict: <message> (request id …)".
-// It is built from the exported fields alone, so an Error made by hand (in
-// a test's fake, say) reads the same. The URL's query is left out: it may
-// hold a customer's email.
+// "servicedesk: POST /rest/servicedeskapi/customer: 409 Conflict: <message> (request id …)",
+// followed by what to do: how long to wait, how many attempts were made,
+// a hint, what the operation needs. It is built from the exported fields
+// alone, so an Error made by hand (in a test's fake, say) reads the same.
+// The URL's query is left out: it may hold a customer's email.
 func (e *Error) Error() string {
 	if e == nil {
 		return "servicedesk: <nil *Error>"
@@ -85,11 +93,13 @@ func (e *Error) Error() string {
 		b.WriteString(": ")
 	}
 	b.WriteString(strconv.Itoa(e.StatusCode))
-	if text := http.StatusText(e.StatusCode); text != "" {
+	text := http.StatusText(e.StatusCode)
+	if text != "" {
 		b.WriteByte(' ')
 		b.WriteString(text)
 	}
-	if e.Message != "" {
+	// An edge's page often says no more than the status: say it once.
+	if e.Message != "" && !strings.EqualFold(e.Message, text) && !strings.EqualFold(e.Message, strconv.Itoa(e.StatusCode)+" "+text) {
 		b.WriteString(": ")
 		b.WriteString(e.Message)
 	}
@@ -107,9 +117,16 @@ func (e *Error) Error() string {
 			b.WriteByte(')')
 		}
 	}
-	if e.Needs != "" {
-		b.WriteString("; ")
-		b.WriteString(e.Needs)
+	if e.Attempts > 1 {
+		b.WriteString("; gave up after ")
+		b.WriteString(strconv.Itoa(e.Attempts))
+		b.WriteString(" attempts")
+	}
+	for _, s := range []string{e.Hint, e.Needs} {
+		if s != "" {
+			b.WriteString("; ")
+			b.WriteString(s)
+		}
 	}
 	return b.String()
 }

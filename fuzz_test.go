@@ -57,7 +57,7 @@ func FuzzDecodePage(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		resp := &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"application/json"}}, Body: io.NopCloser(bytes.NewReader(body))}
 		var page Page[Customer]
-		err := decodeJSON(resp, &page, '{')
+		err := decodeJSON(resp, &page, '{', decodeOptions)
 		if err != nil {
 			return
 		}

@@ -479,7 +479,11 @@ func (b *bucket) recover(now time.Time) {
 // turn, then a free slot on the wire.
 func (cl *call) admit() error {
 	start := time.Now()
-	defer func() { cl.waited += time.Since(start) }()
+	defer func() {
+		d := time.Since(start)
+		cl.waited += d
+		cl.waitedSince += d
+	}()
 	c, ep := cl.c, cl.r.endpoint
 	for {
 		if err := c.limiter.Wait(cl, ep, max(0, c.limitWait-time.Since(start))); err != nil {

@@ -240,7 +240,7 @@ func (s *connectUserSource) Token() (*oauth2.Token, error) {
 	defer cancel()
 	// A grant may be repeated: a second one only issues another token.
 	r := &request{op: "ConnectUserTokenSource", method: http.MethodPost, url: s.tokenURL,
-		body: []byte(form.Encode()), contentType: formValue, idempotent: true}
+		body: []byte(form.Encode()), contentType: formValue, expect: '{', idempotent: true}
 	var body struct {
 		AccessToken string         `json:"access_token"`
 		TokenType   string         `json:"token_type"`

@@ -50,6 +50,7 @@ type config struct {
 	limiterSet   bool // WithRateLimiter was given (nil: no pacing)
 	maxInFlight  int
 	limitWait    *time.Duration // from WithRateLimitWait
+	hooks        Hooks
 }
 
 // rateLimitWait is the longest a call waits for the rate limiter or a
@@ -218,6 +219,17 @@ func WithRetryWait(min, max time.Duration) Option {
 func WithLogger(l *slog.Logger) Option {
 	return optionFunc(func(c *config) error {
 		c.logger = l
+		return nil
+	})
+}
+
+// WithHooks calls h's functions as calls start, as each attempt ends and
+// as calls end, for metrics, tracing or audit logs (see [Hooks];
+// examples/otel bridges them to OpenTelemetry). A Client has one set of
+// hooks; a second WithHooks replaces the first.
+func WithHooks(h Hooks) Option {
+	return optionFunc(func(c *config) error {
+		c.hooks = h
 		return nil
 	})
 }

@@ -37,9 +37,12 @@ type call struct {
 	hasRL           bool
 	sink            *rateLimitSink // set when the rate-limit hook must run on another goroutine
 
-	admitted bool          // the limiter let the current attempt out; Done is owed
-	waited   time.Duration // time spent waiting for the limiter and a free slot
-	refusal  *Error        // the limiter would not let a retry out in time
+	admitted    bool          // the limiter let the current attempt out; Done is owed
+	waited      time.Duration // time spent waiting for the limiter and free slots
+	waitedSince time.Duration // waits since the last attempt, backoff included
+	refusal     *Error        // the limiter would not let a retry out in time
+	status      int           // of the last answer
+	requestID   string        // of the last answer
 
 	req retryablehttp.Request // the request the attempts send
 }
@@ -125,8 +128,8 @@ func (cl *call) afterAttempt(resp *http.Response, err error) (bool, error) {
 		}
 	}
 	cl.settle(resp, serverWait)
-	cl.logAttempt(resp, err, now)
 	reason, wait := cl.retryWait(resp, err, now)
+	cl.attemptEnded(resp, err, now, reason != "")
 	if reason == "" {
 		return false, nil
 	}
@@ -134,6 +137,7 @@ func (cl *call) afterAttempt(resp *http.Response, err error) (bool, error) {
 	if err := sleep(cl, wait); err != nil {
 		return false, err
 	}
+	cl.waitedSince += wait
 	if err := cl.admit(); err != nil {
 		var refusal *Error
 		if errors.As(err, &refusal) {
@@ -307,39 +311,115 @@ func (cl *call) reportRateLimit(rl RateLimit) {
 	}
 }
 
-func (cl *call) logAttempt(resp *http.Response, err error, now time.Time) {
-	l := cl.c.logger
-	if l == nil {
+// attemptEnded logs an attempt at Debug level and tells the Attempt hook.
+func (cl *call) attemptEnded(resp *http.Response, err error, now time.Time, retry bool) {
+	l, hook := cl.c.logger, cl.c.hooks.Attempt
+	if l == nil && hook == nil {
+		cl.waitedSince = 0
+		return
+	}
+	a := AttemptInfo{
+		CallInfo:  cl.info(),
+		Attempt:   cl.n,
+		Duration:  now.Sub(cl.attemptStart),
+		Waited:    cl.waitedSince,
+		RateLimit: cl.rl,
+		Retry:     retry,
+	}
+	cl.waitedSince = 0
+	if !cl.hasRL {
+		a.RateLimit = RateLimit{Limit: -1, Remaining: -1, FillRate: -1, RetryAfter: -1}
+	}
+	if resp != nil {
+		a.StatusCode, a.RequestID, a.Class = resp.StatusCode, get(resp.Header, hRequestID), classOfStatus(resp.StatusCode)
+	} else {
+		a.Err, a.Class = &redactedError{msg: cl.c.errorText(err), err: err}, ClassOf(err)
+	}
+	if hook != nil {
+		hook(cl, a)
+	}
+	if l == nil || !l.Enabled(cl, slog.LevelDebug) {
 		return
 	}
 	attrs := []slog.Attr{
-		slog.String("method", cl.r.method),
+		slog.String("op", a.Operation),
+		slog.String("method", a.Method),
 		slog.String("path", cl.r.url.EscapedPath()),
-		slog.Int("attempt", cl.n),
-		slog.Duration("duration", now.Sub(cl.attemptStart)),
+		slog.Int("attempt", a.Attempt),
+		slog.Duration("duration", a.Duration),
 	}
-	if resp != nil {
-		attrs = append(attrs, slog.Int("status", resp.StatusCode))
-		if id := get(resp.Header, hRequestID); id != "" {
-			attrs = append(attrs, slog.String("request_id", id))
-		}
+	if a.StatusCode != 0 {
+		attrs = append(attrs, slog.Int("status", a.StatusCode))
 	}
-	if cl.hasRL && cl.rl.Remaining >= 0 {
-		attrs = append(attrs, slog.Int("ratelimit_remaining", cl.rl.Remaining))
+	if a.RequestID != "" {
+		attrs = append(attrs, slog.String("request_id", a.RequestID))
 	}
-	if err != nil {
-		attrs = append(attrs, slog.String("error", cl.c.errorText(err)))
+	if a.Waited > 0 {
+		attrs = append(attrs, slog.Duration("waited", a.Waited))
+	}
+	if a.RateLimit.Remaining >= 0 {
+		attrs = append(attrs, slog.Int("ratelimit_remaining", a.RateLimit.Remaining))
+	}
+	if a.Err != nil {
+		attrs = append(attrs, slog.String("error", a.Err.Error()))
 	}
 	l.LogAttrs(cl, slog.LevelDebug, "servicedesk: attempt", attrs...)
 }
 
+// logRetry logs a retry at Warn level: something went wrong, and the
+// client is dealing with it.
 func (cl *call) logRetry(reason string, wait time.Duration) {
 	if l := cl.c.logger; l != nil {
 		l.LogAttrs(cl, slog.LevelWarn, "servicedesk: retrying",
+			slog.String("op", cl.r.op),
 			slog.String("method", cl.r.method),
 			slog.String("path", cl.r.url.EscapedPath()),
 			slog.Int("attempt", cl.n),
 			slog.String("reason", reason),
 			slog.Duration("wait", wait))
 	}
+}
+
+// finish ends a call: the Error record of a call that gave up, and the
+// CallEnd hook.
+func (cl *call) finish(err error) {
+	class := ClassOf(err)
+	if l := cl.c.logger; l != nil && gaveUp(class) {
+		attrs := []slog.Attr{
+			slog.String("op", cl.r.op),
+			slog.String("method", cl.r.method),
+			slog.String("path", cl.r.url.EscapedPath()),
+			slog.Int("attempts", cl.n),
+			slog.String("class", string(class)),
+			slog.String("error", redact(cl.c.auth, err.Error())),
+		}
+		var apiErr *Error
+		if errors.As(err, &apiErr) && apiErr.RetryAfter > 0 {
+			attrs = append(attrs, slog.Duration("retry_after", apiErr.RetryAfter))
+		}
+		l.LogAttrs(cl, slog.LevelError, "servicedesk: gave up", attrs...)
+	}
+	if hook := cl.c.hooks.CallEnd; hook != nil {
+		hook(cl, CallResult{
+			CallInfo:   cl.info(),
+			Attempts:   cl.n,
+			StatusCode: cl.status,
+			Duration:   time.Since(cl.start),
+			Waited:     cl.waited,
+			RequestID:  cl.requestID,
+			Err:        err,
+			Class:      class,
+		})
+	}
+}
+
+// gaveUp reports an ending worth an Error record: one of those the client
+// retries (throttling, server errors, no answer), which it could not get
+// past. An answer such as 404 or 409 is the caller's to handle.
+func gaveUp(c ErrorClass) bool {
+	switch c {
+	case ClassRateLimited, ClassServerError, ClassTransport, ClassTimeout:
+		return true
+	}
+	return false
 }

@@ -18,7 +18,8 @@ import (
 	"github.com/servicedesk-go/servicedesk/internal/connect"
 )
 
-// principal is who made a request: a user, or a Connect app.
+// principal is who made a request: a user, a Connect app, or an app
+// acting as a user (both set).
 type principal struct {
 	user *account
 	app  string
@@ -61,7 +62,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // route answers r from the server's state.
 func (s *Server) route(w http.ResponseWriter, r *http.Request) {
-	rest, ok := strings.CutPrefix(r.URL.EscapedPath(), s.contextPath+"/rest/servicedeskapi/")
+	path := r.URL.EscapedPath()
+	if path == "/oauth2/token" { // Atlassian's authorization server, another host in truth
+		s.serveToken(w, r)
+		return
+	}
+	switch path {
+	case s.contextPath + "/rest/api/3/user/search":
+		s.serveUserSearch(w, r, "3")
+		return
+	case s.contextPath + "/rest/api/2/user/search":
+		s.serveUserSearch(w, r, "2")
+		return
+	}
+	rest, ok := strings.CutPrefix(path, s.contextPath+"/rest/servicedeskapi/")
 	switch {
 	case ok && rest == "customer":
 		s.serveCreate(w, r)
@@ -114,7 +128,7 @@ func (s *Server) serveCreate(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if p.app == "" && p.user.user.Role != RoleJiraAdmin {
+	if (p.app == "" || p.user != nil) && p.role() != RoleJiraAdmin {
 		s.writeError(w, http.StatusForbidden, "You do not have permission to create customers: Jira administrators only.", "sd.error.permission.create.customer")
 		return
 	}
@@ -199,19 +213,29 @@ func (s *Server) serveDeskCustomers(w http.ResponseWriter, r *http.Request, desk
 	}
 }
 
+// role is what the user a request acts for may do: a customer created
+// through the API has no User, and may do only what customers do.
+func (p principal) role() Role {
+	if p.user == nil || p.user.user == nil {
+		return RoleCustomer
+	}
+	return p.user.user.Role
+}
+
 // may reports whether p holds at least role on d. Jira administrators and
-// Connect apps (scope ADMIN) hold every role.
+// Connect apps (scope ADMIN) hold every role; an app acting as a user has
+// the user's.
 func (s *Server) may(p principal, d *desk, role Role) bool {
-	if p.app != "" {
+	if p.app != "" && p.user == nil {
 		return true
 	}
-	u := p.user.user
-	if u.Role == RoleJiraAdmin {
+	if p.role() == RoleJiraAdmin {
 		return true
 	}
-	if u.Role < role {
+	if p.role() < role {
 		return false
 	}
+	u := p.user.user
 	for _, id := range u.Desks {
 		if id == d.ID || strings.EqualFold(id, d.ProjectKey) {
 			return true
@@ -388,6 +412,9 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (principal
 			if a := s.accounts[id]; a.user != nil && a.user.PAT != "" && a.user.PAT == cred {
 				return principal{user: a}, true
 			}
+		}
+		if t, ok := s.tokens[cred]; ok && time.Now().Before(t.expires) {
+			return principal{user: s.accounts[t.accountID], app: t.app}, true
 		}
 	case "JWT":
 		secretOf := func(key string) (string, bool) { secret, ok := s.apps[key]; return secret, ok }

@@ -157,19 +157,21 @@ type Server struct {
 	publicURL   string
 	contextPath string
 
-	mu       sync.Mutex
-	seed     *uint64 // from WithSeed
-	rng      *rand.Rand
-	accounts map[string]*account // by account id
-	order    []string            // account ids in creation order
-	desks    []*desk
-	apps     map[string]string // Connect app key -> shared secret
-	latency  time.Duration
-	faults   []*Fault
-	rate     rateLimit
-	limits   limits
-	returned int // customers in the answer being written, for the quota
-	requests []Request
+	mu        sync.Mutex
+	seed      *uint64 // from WithSeed
+	rng       *rand.Rand
+	accounts  map[string]*account // by account id
+	order     []string            // account ids in creation order
+	desks     []*desk
+	apps      map[string]string      // Connect app key -> shared secret
+	clientIDs map[string]string      // OAuth client id -> Connect app key
+	tokens    map[string]actingToken // bearer tokens of apps acting as users
+	latency   time.Duration
+	faults    []*Fault
+	rate      rateLimit
+	limits    limits
+	returned  int // customers in the answer being written, for the quota
+	requests  []Request
 }
 
 // Request is a request the server received.
@@ -235,9 +237,11 @@ func NewServer(opts ...Option) *Server {
 // newServer holds the default desk and admin.
 func newServer(rng *rand.Rand) *Server {
 	s := &Server{
-		accounts: map[string]*account{},
-		apps:     map[string]string{},
-		rng:      rng,
+		accounts:  map[string]*account{},
+		apps:      map[string]string{},
+		clientIDs: map[string]string{},
+		tokens:    map[string]actingToken{},
+		rng:       rng,
 	}
 	s.AddDesk(Desk{ID: DefaultDeskID, ProjectKey: DefaultProjectKey})
 	s.AddUser(User{Email: AdminEmail, DisplayName: "Admin", Role: RoleJiraAdmin, APIToken: AdminToken})

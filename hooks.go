@@ -1,0 +1,148 @@
+package servicedesk
+
+import (
+	"context"
+	"errors"
+	"net"
+	"time"
+)
+
+// Hooks observe the client's calls and their attempts: what a metrics or
+// tracing bridge (OpenTelemetry, Prometheus) or an audit log needs, without
+// a dependency in this module. Each field may be nil. See [WithHooks].
+//
+// Hooks run on the goroutine making the request (for [WithPrefetch], one
+// the iterator runs), possibly for several calls at once: they must be
+// quick and safe for concurrent use. They never see credentials, request
+// bodies or queries.
+type Hooks struct {
+	// CallStart runs when a call begins, before the rate limiter is asked.
+	// The context it returns (ctx, or one derived from it) is the call's
+	// from then on: the request of every attempt carries it, so a tracer
+	// can start a span here that a transport's spans (otelhttp) become
+	// children of.
+	CallStart func(ctx context.Context, call CallInfo) context.Context
+	// Attempt runs after each attempt that was sent.
+	Attempt func(ctx context.Context, a AttemptInfo)
+	// CallEnd runs when the call returns, with what it returns.
+	CallEnd func(ctx context.Context, r CallResult)
+}
+
+// CallInfo names a call. Its fields have few values, fit for metric
+// labels and span names.
+type CallInfo struct {
+	// Operation is what was called: "CustomersService.Create",
+	// "CustomersService.List", "CustomersService.All", "Do",
+	// "AccessibleResources", ...
+	Operation string
+	Method    string
+	// Path is the path template, ids in braces and no query:
+	// "/rest/servicedeskapi/servicedesk/{serviceDeskId}/customer". For Do,
+	// segments that look like ids (digits, upper case, punctuation)
+	// become "{id}".
+	Path string
+}
+
+// AttemptInfo is one attempt of a call, as it ended.
+type AttemptInfo struct {
+	CallInfo
+	Attempt    int           // 1 for the first
+	StatusCode int           // 0 when no answer came
+	Duration   time.Duration // from sending to the answer's headers, or to the error
+	// Waited is how long the call waited before this attempt: for the rate
+	// limiter, a free slot on the wire, and the backoff after the last.
+	Waited    time.Duration
+	RequestID string    // X-AREQUESTID
+	RateLimit RateLimit // the answer's rate-limit headers
+	// Err is the transport's error, when no answer came: redacted, and
+	// without the URL's query.
+	Err   error
+	Class ErrorClass // what the attempt ended in
+	Retry bool       // another attempt follows
+}
+
+// CallResult is how a call ended.
+type CallResult struct {
+	CallInfo
+	Attempts   int           // requests sent; 0 when the rate limiter refused the call, or input was bad
+	StatusCode int           // of the last answer; 0 when none came
+	Duration   time.Duration // the whole call: attempts, waits and reading the answer
+	// Waited is how long the call waited for the rate limiter and free
+	// slots, in all: the time it was paced or paused.
+	Waited    time.Duration
+	RequestID string // of the last answer
+	Err       error  // what the call returns
+	Class     ErrorClass
+}
+
+// ErrorClass sorts how a call or attempt ended, for metric labels: a few
+// fixed values, never a message.
+type ErrorClass string
+
+// The classes of [ClassOf].
+const (
+	ClassOK              ErrorClass = "ok"
+	ClassInvalidInput    ErrorClass = "invalid_input"    // refused before sending
+	ClassBadRequest      ErrorClass = "bad_request"      // 400
+	ClassUnauthorized    ErrorClass = "unauthorized"     // 401
+	ClassForbidden       ErrorClass = "forbidden"        // 403
+	ClassNotFound        ErrorClass = "not_found"        // 404
+	ClassConflict        ErrorClass = "conflict"         // 409
+	ClassClientError     ErrorClass = "client_error"     // another 4xx
+	ClassRateLimited     ErrorClass = "rate_limited"     // 429, or refused unsent by the rate limiter
+	ClassServerError     ErrorClass = "server_error"     // 5xx
+	ClassInvalidResponse ErrorClass = "invalid_response" // a 2xx that was not the expected answer
+	ClassTimeout         ErrorClass = "timeout"          // a deadline passed
+	ClassCanceled        ErrorClass = "canceled"         // the context was cancelled
+	ClassTransport       ErrorClass = "transport"        // no answer: the network, TLS, a refused redirect
+)
+
+// ClassOf sorts an error returned by this package; nil is ClassOK.
+func ClassOf(err error) ErrorClass {
+	var apiErr *Error
+	var netErr net.Error
+	switch {
+	case err == nil:
+		return ClassOK
+	case errors.As(err, &apiErr):
+		return classOfStatus(apiErr.StatusCode)
+	case errors.Is(err, ErrInvalidInput):
+		return ClassInvalidInput
+	case errors.Is(err, ErrInvalidResponse):
+		return ClassInvalidResponse
+	case errors.Is(err, ErrForbidden):
+		return ClassForbidden // a Connect app calling Remove: refused before sending
+	case errors.Is(err, context.Canceled):
+		return ClassCanceled
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+		return ClassTimeout
+	}
+	return ClassTransport
+}
+
+func classOfStatus(status int) ErrorClass {
+	switch {
+	case status >= 200 && status <= 299:
+		return ClassOK
+	case status == 400:
+		return ClassBadRequest
+	case status == 401:
+		return ClassUnauthorized
+	case status == 403:
+		return ClassForbidden
+	case status == 404:
+		return ClassNotFound
+	case status == 409:
+		return ClassConflict
+	case status == 429:
+		return ClassRateLimited
+	case status >= 500:
+		return ClassServerError
+	}
+	return ClassClientError
+}
+
+// info names the call for hooks.
+func (cl *call) info() CallInfo {
+	return CallInfo{Operation: cl.r.op, Method: cl.r.method, Path: cl.r.endpoint.Path}
+}
