@@ -6,12 +6,14 @@
 //	go run ./examples/bulk-import -csv people.csv -dry-run
 //
 // With JSM_BASE_URL, JSM_EMAIL and JSM_API_TOKEN set it runs against that
-// site; otherwise against an in-memory JSM. Emails that already have an
-// account are not errors: if the account is already a customer of the desk it
-// is used, so a second run over the same file changes nothing. Creation runs
-// with bounded concurrency; the SDK backs off on 429s as the server asks.
-// Progress goes to stderr, the summary to stdout; the exit status is 1 when
-// any row failed.
+// site; otherwise against an in-memory JSM with Jira Cloud's burst limits.
+// Emails that already have an account are not errors: the account is found
+// with Jira's user search (Client.Do) and added, whether or not it is on a
+// desk yet, so a second run over any file converges and changes nothing.
+// Creation runs with bounded concurrency; the client paces its requests to
+// Jira's rate limits, shared by all workers, and the summary says how long
+// it was held back. Progress goes to stderr, the summary to stdout; the exit
+// status is 1 when any row failed.
 package main
 
 import (
@@ -22,7 +24,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"net/mail"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -57,7 +61,8 @@ type row struct {
 // result is what became of one row.
 type result struct {
 	row
-	accountID string
+	accountID string // Cloud
+	username  string // Data Center, when there is no account id
 	outcome   string // created, existing, failed
 	err       error
 }
@@ -68,6 +73,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	csvPath := fs.String("csv", "", "CSV file of email,displayName rows (default: the bundled sample)")
 	desk := fs.String("desk", "", "service desk id or project key (default: JSM_SERVICE_DESK, or HELP on the in-memory JSM)")
 	concurrency := fs.Int("concurrency", 4, "customers created at once")
+	maxWait := fs.Duration("max-wait", 2*time.Minute, "the longest a request waits for Jira's rate limits before its row fails")
 	dryRun := fs.Bool("dry-run", false, "read and check the file, send nothing")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -102,11 +108,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 
 	baseURL, email, token := getenv("JSM_BASE_URL"), getenv("JSM_EMAIL"), getenv("JSM_API_TOKEN")
 	if baseURL == "" {
-		// A rate limit as tight as Jira's under load, and one customer who
-		// is already there, to show both being handled.
+		// Jira Cloud's burst limits, made tight, one customer who is on the
+		// desk already and one who has an account on no desk, to show all
+		// three being handled.
 		srv := servicedesktest.NewServer(
-			servicedesktest.WithRateLimit(20, 50*time.Millisecond),
-			servicedesktest.WithCustomer(servicedesktest.DefaultDeskID, "grace@example.com", "Grace Hopper"))
+			servicedesktest.WithBurstLimit(servicedesktest.BurstLimit{Method: "POST", Requests: 4}),
+			servicedesktest.WithCustomer(servicedesktest.DefaultDeskID, "grace@example.com", "Grace Hopper"),
+			servicedesktest.WithCustomer("", "ada@example.com", "Ada Lovelace"))
 		defer srv.Close()
 		baseURL, email, token = srv.URL, servicedesktest.AdminEmail, servicedesktest.AdminToken
 		if *desk == "" {
@@ -120,12 +128,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	if *desk == "" {
 		return errors.New("no service desk: pass -desk or set JSM_SERVICE_DESK")
 	}
-	c, err := servicedesk.NewClient(baseURL, servicedesk.WithBasicAuth(email, token))
+	var limits rateLimitReport
+	c, err := servicedesk.NewClient(baseURL, servicedesk.WithBasicAuth(email, token),
+		servicedesk.WithRateLimitWait(*maxWait), servicedesk.WithHooks(limits.hooks()))
 	if err != nil {
 		return err
 	}
 
-	results := createAll(ctx, c, *desk, rows, *concurrency, stderr)
+	results := createAll(ctx, c, rows, *concurrency, stderr)
 	added, addErr := addAll(ctx, c, *desk, results)
 
 	var created, existing, failed int
@@ -145,6 +155,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	}
 	fmt.Fprintf(stdout, "%d rows: %d created, %d already had an account, %d added to desk %s, %d refused, %d failed\n",
 		len(rows)+len(invalid), created, existing, added, *desk, len(invalid), failed)
+	fmt.Fprintln(stdout, limits.String())
 	if failed > 0 || len(invalid) > 0 || addErr != nil {
 		return fmt.Errorf("%d rows did not import", failed+len(invalid))
 	}
@@ -198,7 +209,7 @@ func readRows(in io.Reader) (rows []row, invalid []result, err error) {
 
 // createAll creates the customers, concurrency at a time, and reports
 // progress on stderr.
-func createAll(ctx context.Context, c *servicedesk.Client, desk string, rows []row, concurrency int, progress io.Writer) []result {
+func createAll(ctx context.Context, c *servicedesk.Client, rows []row, concurrency int, progress io.Writer) []result {
 	results := make([]result, len(rows))
 	jobs := make(chan int)
 	var wg sync.WaitGroup
@@ -209,7 +220,7 @@ func createAll(ctx context.Context, c *servicedesk.Client, desk string, rows []r
 		go func() {
 			defer wg.Done()
 			for i := range jobs {
-				results[i] = create(ctx, c, desk, rows[i])
+				results[i] = create(ctx, c, rows[i])
 				mu.Lock()
 				done++
 				fmt.Fprintf(progress, "\rcreating customers: %d/%d", done, len(rows))
@@ -234,52 +245,118 @@ func createAll(ctx context.Context, c *servicedesk.Client, desk string, rows []r
 	return results
 }
 
-func create(ctx context.Context, c *servicedesk.Client, desk string, r row) result {
+func create(ctx context.Context, c *servicedesk.Client, r row) result {
 	cust, err := c.Customers.Create(ctx, servicedesk.CreateCustomerRequest{Email: r.email, DisplayName: r.name, StrictConflictStatusCode: true})
 	switch {
 	case err == nil:
 		return result{row: r, accountID: cust.AccountID, outcome: "created"}
 	case errors.Is(err, servicedesk.ErrConflict):
-		id, lookupErr := existingCustomer(ctx, c, desk, r.email)
+		u, lookupErr := findAccount(ctx, c, r.email)
 		if lookupErr != nil {
 			return result{row: r, outcome: "failed", err: lookupErr}
 		}
-		return result{row: r, accountID: id, outcome: "existing"}
+		return result{row: r, accountID: u.AccountID, username: u.Name, outcome: "existing"}
 	default:
 		return result{row: r, outcome: "failed", err: err}
 	}
 }
 
-// existingCustomer finds the account id of an email that is already a
-// customer of the desk. The API cannot look up other accounts by email.
-func existingCustomer(ctx context.Context, c *servicedesk.Client, desk, email string) (string, error) {
-	for cu, err := range c.Customers.All(ctx, desk, &servicedesk.ListCustomersOptions{Query: email}) {
-		if err != nil {
-			return "", err
-		}
-		if strings.EqualFold(cu.EmailAddress, email) {
-			return cu.AccountID, nil
+// jiraUser is a user as Jira's user search returns it: Cloud names it by
+// accountId, Data Center by name.
+type jiraUser struct {
+	AccountID    string `json:"accountId"`
+	Name         string `json:"name"`
+	EmailAddress string `json:"emailAddress"`
+}
+
+// findAccount finds the account of an email with Jira's user search, which
+// the Customer API lacks: Cloud's /rest/api/3 form, or Data Center's. It
+// finds accounts on no desk too, which listing a desk cannot.
+func findAccount(ctx context.Context, c *servicedesk.Client, email string) (jiraUser, error) {
+	var users []jiraUser
+	err := c.Do(ctx, http.MethodGet, "/rest/api/3/user/search", url.Values{"query": {email}}, nil, &users)
+	if errors.Is(err, servicedesk.ErrNotFound) { // Data Center has no /rest/api/3
+		err = c.Do(ctx, http.MethodGet, "/rest/api/2/user/search", url.Values{"username": {email}}, nil, &users)
+	}
+	if err != nil {
+		return jiraUser{}, err
+	}
+	for _, u := range users {
+		if strings.EqualFold(u.EmailAddress, email) && (u.AccountID != "" || u.Name != "") {
+			return u, nil
 		}
 	}
-	return "", errors.New("has an account that is not a customer of this desk; add it by account id")
+	return jiraUser{}, errors.New("has an account that user search does not show (its email may be hidden): add it by account id")
 }
 
 // addAll adds every imported account to the desk, addBatch at a time.
 func addAll(ctx context.Context, c *servicedesk.Client, desk string, results []result) (int, error) {
-	var ids []string
+	var accountIDs, usernames []string
 	for _, r := range results {
-		if r.accountID != "" {
-			ids = append(ids, r.accountID)
+		switch {
+		case r.accountID != "":
+			accountIDs = append(accountIDs, r.accountID)
+		case r.username != "":
+			usernames = append(usernames, r.username)
 		}
 	}
 	added := 0
-	for len(ids) > 0 {
-		n := min(addBatch, len(ids))
-		if err := c.Customers.Add(ctx, desk, servicedesk.CustomerIDs{AccountIDs: ids[:n]}); err != nil {
-			return added, err
+	add := func(ids []string, named func([]string) servicedesk.CustomerIDs) error {
+		for len(ids) > 0 {
+			n := min(addBatch, len(ids))
+			if err := c.Customers.Add(ctx, desk, named(ids[:n])); err != nil {
+				return err
+			}
+			added += n
+			ids = ids[n:]
 		}
-		added += n
-		ids = ids[n:]
+		return nil
 	}
-	return added, nil
+	err := add(accountIDs, func(ids []string) servicedesk.CustomerIDs { return servicedesk.CustomerIDs{AccountIDs: ids} })
+	if err == nil {
+		err = add(usernames, func(ids []string) servicedesk.CustomerIDs { return servicedesk.CustomerIDs{Usernames: ids} })
+	}
+	return added, err
+}
+
+// rateLimitReport counts, through the client's hooks, how much Jira's rate
+// limits held the import back.
+type rateLimitReport struct {
+	mu        sync.Mutex
+	calls     int
+	held      int           // calls that waited for the rate limiter
+	waited    time.Duration // how long, in all
+	throttled int           // answers that were 429s
+	refused   int           // calls that gave up waiting
+}
+
+func (r *rateLimitReport) hooks() servicedesk.Hooks {
+	return servicedesk.Hooks{
+		Attempt: func(_ context.Context, a servicedesk.AttemptInfo) {
+			if a.StatusCode == http.StatusTooManyRequests {
+				r.mu.Lock()
+				r.throttled++
+				r.mu.Unlock()
+			}
+		},
+		CallEnd: func(_ context.Context, c servicedesk.CallResult) {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			r.calls++
+			if c.Waited > time.Millisecond {
+				r.held++
+				r.waited += c.Waited
+			}
+			if c.Class == servicedesk.ClassRateLimited {
+				r.refused++
+			}
+		},
+	}
+}
+
+func (r *rateLimitReport) String() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return fmt.Sprintf("rate limits: paced or paused %d of %d calls, %v in all; 429 answers: %d; calls that gave up waiting: %d",
+		r.held, r.calls, r.waited.Round(time.Millisecond), r.throttled, r.refused)
 }

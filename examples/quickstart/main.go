@@ -22,6 +22,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -78,7 +80,7 @@ func run(ctx context.Context, out io.Writer, getenv func(string) string) error {
 	switch {
 	case errors.Is(err, servicedesk.ErrConflict):
 		fmt.Fprintf(out, "1. %s already has an account\n", customerEmail)
-		if cust, err = findByEmail(ctx, c, desk, customerEmail); err != nil {
+		if cust, err = findByEmail(ctx, c, customerEmail); err != nil {
 			return err
 		}
 	case err != nil:
@@ -119,16 +121,19 @@ func run(ctx context.Context, out io.Writer, getenv func(string) string) error {
 	return nil
 }
 
-// findByEmail looks an existing customer up by email. An account that
-// exists but is on no desk cannot be found through this API.
-func findByEmail(ctx context.Context, c *servicedesk.Client, desk, email string) (*servicedesk.Customer, error) {
-	for cu, err := range c.Customers.All(ctx, desk, &servicedesk.ListCustomersOptions{Query: email}) {
-		if err != nil {
-			return nil, err
-		}
-		if strings.EqualFold(cu.EmailAddress, email) {
-			return &cu, nil
+// findByEmail finds the account of an email that already exists, on a desk
+// or not, with Jira's user search: the Customer API has no look-up by email,
+// and Client.Do reaches any endpoint of the site with the same credentials,
+// retries and errors.
+func findByEmail(ctx context.Context, c *servicedesk.Client, email string) (*servicedesk.Customer, error) {
+	var users []servicedesk.Customer
+	if err := c.Do(ctx, http.MethodGet, "/rest/api/3/user/search", url.Values{"query": {email}}, nil, &users); err != nil {
+		return nil, err
+	}
+	for _, u := range users {
+		if strings.EqualFold(u.EmailAddress, email) {
+			return &u, nil
 		}
 	}
-	return nil, fmt.Errorf("%s has an account but is not a customer of desk %s; add it by account id", email, desk)
+	return nil, fmt.Errorf("%s has an account that user search does not show (its email may be hidden)", email)
 }

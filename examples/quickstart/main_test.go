@@ -48,3 +48,20 @@ func TestRunRefusesPartialConfiguration(t *testing.T) {
 	})
 	assert.ErrorContains(t, err, "set all of")
 }
+
+// TestRunFindsAnAccountOnNoDesk: an email whose account is on no desk is
+// found with Jira's user search and added.
+func TestRunFindsAnAccountOnNoDesk(t *testing.T) {
+	t.Parallel()
+	srv := servicedesktest.NewServer(servicedesktest.WithCustomer("", "fred@example.com", "Fred Elsewhere"))
+	defer srv.Close()
+	env := map[string]string{
+		"JSM_BASE_URL": srv.URL, "JSM_EMAIL": servicedesktest.AdminEmail,
+		"JSM_API_TOKEN": servicedesktest.AdminToken, "JSM_SERVICE_DESK": "HELP",
+	}
+	var out bytes.Buffer
+	require.NoError(t, run(context.Background(), &out, func(k string) string { return env[k] }))
+	assert.Contains(t, out.String(), "1. fred@example.com already has an account")
+	assert.Contains(t, out.String(), "2. Added Fred Elsewhere to service desk HELP")
+	assert.Contains(t, out.String(), "   - Fred Elsewhere <fred@example.com>\n   1 in all")
+}
