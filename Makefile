@@ -5,20 +5,26 @@ BENCHSTAT   ?= golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4d
 BENCHTIME   ?= 1s
 BENCHCOUNT  ?= 6
 
+# Modules of their own: examples whose dependencies (OpenTelemetry) must not
+# reach the library's go.mod.
+SUBMODULES  := examples/otel
+
 .PHONY: all test lint bench cover fuzz
 
 all: lint test
 
-## test: every test, with the race detector
+## test: every test, with the race detector, the submodules' too
 test:
 	$(GO) test -race -count=1 ./...
+	@for m in $(SUBMODULES); do echo "cd $$m && $(GO) test -race -count=1 ./..."; (cd $$m && $(GO) test -race -count=1 ./...) || exit 1; done
 
-## lint: gofmt (must change nothing), go.mod tidy, go vet, staticcheck
+## lint: gofmt (must change nothing), go.mod tidy, go vet, staticcheck, in every module
 lint:
 	@unformatted="$$(gofmt -l .)"; if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
 	$(GO) mod tidy -diff
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
+	@for m in $(SUBMODULES); do echo "cd $$m && go mod tidy -diff && go vet && staticcheck"; (cd $$m && $(GO) mod tidy -diff && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...) || exit 1; done
 
 ## bench: benchmarks (SDK beside a raw net/http baseline), summarised by benchstat;
 ## the bulk imports against a rate limit take 5 s each, so they run BULKCOUNT times
