@@ -14,7 +14,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/go-json-experiment/json"
 	"github.com/hashicorp/go-retryablehttp"
 )
 
@@ -122,7 +121,7 @@ func newClient(where, field string, base *url.URL, cfg config) (*Client, error) 
 	case cfg.limiter == nil:
 		c.limiter = noLimiter{}
 	}
-	c.retry = newRetryClient(newHTTPClient(cfg.httpClient, cfg.auth, base, c.timeout), c.maxRetries)
+	c.retry = newRetryClient(newHTTPClient(cfg.httpClient, cfg.auth, base), c.maxRetries)
 	c.common.client = c
 	c.Customers = (*CustomersService)(&c.common)
 	return c, nil
@@ -244,7 +243,7 @@ func (c *Client) newRequest(op, method, path, template string, n needs, query ur
 		idempotent: method != http.MethodPost,
 	}
 	if body != nil {
-		b, err := json.Marshal(body)
+		b, err := encodeBody(body)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: encoding the request body: %w", ErrInvalidInput, op, err)
 		}
@@ -306,9 +305,7 @@ func (c *Client) newDoRequest(method, path string, query url.Values, body, v any
 		}
 	}
 	u := *c.base
-	raw := u.EscapedPath() + path
-	u.Path, _ = url.PathUnescape(raw) // unsafePath checked every escape
-	u.RawPath = raw
+	setEscapedPath(&u, u.EscapedPath()+path) // unsafePath checked every escape
 	u.RawQuery = query.Encode()
 	r := &request{
 		op:           "Do",
@@ -321,7 +318,7 @@ func (c *Client) newDoRequest(method, path string, query url.Values, body, v any
 		unsure:       "the server may have acted on it: check before sending it again",
 	}
 	if body != nil {
-		b, err := json.Marshal(body, userTypeOptions)
+		b, err := encodeBody(body)
 		if err != nil {
 			return nil, invalidInput(where, "body", "cannot be encoded as JSON: "+err.Error())
 		}
@@ -396,11 +393,22 @@ func isVersion(s string) bool {
 // URL's own path (gateway prefix, Data Center context path).
 func (c *Client) apiURL(escapedPath string, query url.Values) *url.URL {
 	u := *c.base
-	raw := u.EscapedPath() + apiRoot + escapedPath
-	u.Path, _ = url.PathUnescape(raw) // escapedPath comes from url.PathEscape
-	u.RawPath = raw
+	setEscapedPath(&u, u.EscapedPath()+apiRoot+escapedPath)
 	u.RawQuery = query.Encode()
 	return &u
+}
+
+// setEscapedPath sets u's path from an escaped one (which the caller made
+// or checked). Without an escape in it, Path says it all; keeping RawPath
+// empty then spares net/http unescaping it again to check it, on every
+// request.
+func setEscapedPath(u *url.URL, raw string) {
+	if !strings.Contains(raw, "%") {
+		u.Path, u.RawPath = raw, ""
+		return
+	}
+	u.Path, _ = url.PathUnescape(raw)
+	u.RawPath = raw
 }
 
 // do sends r, retrying as the policy allows, and decodes a 2xx body into v
@@ -429,12 +437,13 @@ func (c *Client) do(ctx context.Context, r *request, v any) error {
 
 // run makes the call: its attempts, then the answer.
 func (cl *call) run(v any) error {
-	if err := cl.Err(); err != nil {
+	if err := cl.Context.Err(); err != nil {
 		return cl.transportError(err)
 	}
 	if err := cl.admit(); err != nil {
 		return cl.refused(err)
 	}
+	defer cl.disarm()
 	resp, err := cl.c.retry.Do(cl.newHTTPRequest())
 	cl.settle(nil, 0) // when retryablehttp stopped before an attempt it was admitted to
 	if err != nil {
@@ -461,7 +470,7 @@ func (cl *call) run(v any) error {
 		opts = userTypeOptions
 	}
 	if err := decodeJSON(resp, v, r.expect, opts); err != nil {
-		if ctxErr := cl.Err(); ctxErr != nil {
+		if ctxErr := cl.Context.Err(); ctxErr != nil {
 			return fmt.Errorf("servicedesk: %s %s: %w", r.method, r.url.EscapedPath(), ctxErr)
 		}
 		return fmt.Errorf("%w: %s %s: %d answer: %w", ErrInvalidResponse, r.method, r.url.EscapedPath(), resp.StatusCode, err)
@@ -539,7 +548,7 @@ func (cl *call) newHTTPRequest() *retryablehttp.Request {
 // done, its error is the one that counts.
 func (cl *call) transportError(err error) error {
 	unsure := cl.n > 0 && !cl.r.idempotent && cl.r.unsure != "" && mayHaveArrived(err)
-	if ctxErr := cl.Err(); ctxErr != nil {
+	if ctxErr := cl.Context.Err(); ctxErr != nil {
 		err = ctxErr
 	}
 	if unsure {

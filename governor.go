@@ -189,7 +189,10 @@ func paceBurst(n float64) int {
 
 // Wait implements RateLimiter.
 func (g *governor) Wait(ctx context.Context, ep Endpoint, maxWait time.Duration) error {
-	b := g.bucket(ep)
+	return g.wait(ctx, g.bucket(ep), maxWait)
+}
+
+func (g *governor) wait(ctx context.Context, b *bucket, maxWait time.Duration) error {
 	now := time.Now()
 	// The fast path: nothing paused, a token at hand, no allocation.
 	if g.pausedUntil(b, now) == nil && g.global.Limit() == rate.Inf && b.lim.AllowN(now, 1) {
@@ -269,8 +272,9 @@ func refusal(wait time.Duration, reason, what string, maxWait time.Duration, dea
 }
 
 // Done implements RateLimiter.
-func (g *governor) Done(ep Endpoint, o Outcome) {
-	b := g.bucket(ep)
+func (g *governor) Done(ep Endpoint, o Outcome) { g.done(g.bucket(ep), o) }
+
+func (g *governor) done(b *bucket, o Outcome) {
 	inflight := int(b.inflight.Add(-1))
 	g.inflight.Add(-1)
 	if o.StatusCode == 0 {
@@ -484,28 +488,48 @@ func (cl *call) admit() error {
 		cl.waited += d
 		cl.waitedSince += d
 	}()
-	c, ep := cl.c, cl.r.endpoint
+	c := cl.c
 	for {
-		if err := c.limiter.Wait(cl, ep, max(0, c.limitWait-time.Since(start))); err != nil {
+		if err := cl.limiterWait(max(0, c.limitWait-time.Since(start))); err != nil {
 			return err
 		}
 		if c.slots.tryAcquire() {
 			break
 		}
-		if err := c.slots.acquire(cl); err != nil {
-			c.limiter.Done(ep, Outcome{})
+		if err := c.slots.acquire(cl.Context); err != nil {
+			cl.limiterDone(Outcome{})
 			return err
 		}
 		// The wait for a slot may have been long enough for a 429 to come
 		// back and pause this endpoint: then give both back and wait again.
-		if g, ok := c.limiter.(*governor); !ok || g.pausedUntil(g.bucket(ep), time.Now()) == nil {
+		if g, ok := c.limiter.(*governor); !ok || g.pausedUntil(cl.bucket, time.Now()) == nil {
 			break
 		}
 		c.slots.release()
-		c.limiter.Done(ep, Outcome{})
+		cl.limiterDone(Outcome{})
 	}
 	cl.admitted = true
 	return nil
+}
+
+// limiterWait and limiterDone are the limiter's Wait and Done; for the
+// client's own governor, the endpoint's bucket is looked up once a call.
+func (cl *call) limiterWait(maxWait time.Duration) error {
+	if g, ok := cl.c.limiter.(*governor); ok {
+		if cl.bucket == nil {
+			cl.bucket = g.bucket(cl.r.endpoint)
+		}
+		return g.wait(cl.Context, cl.bucket, maxWait)
+	}
+	return cl.c.limiter.Wait(cl.Context, cl.r.endpoint, maxWait)
+}
+
+func (cl *call) limiterDone(o Outcome) {
+	if g, ok := cl.c.limiter.(*governor); ok {
+		g.done(cl.bucket, o)
+		return
+	}
+	cl.c.limiter.Done(cl.r.endpoint, o)
 }
 
 // settle tells the limiter what came of the attempt admitted last (resp
@@ -524,7 +548,7 @@ func (cl *call) settle(resp *http.Response, wait time.Duration) {
 	}
 	// The limiter learns (a pause, say) before the slot frees: no request
 	// slips out between the two.
-	cl.c.limiter.Done(cl.r.endpoint, o)
+	cl.limiterDone(o)
 	cl.c.slots.release()
 }
 

@@ -99,13 +99,15 @@ const (
 
 // ClassOf sorts an error returned by this package; nil is ClassOK.
 func ClassOf(err error) ErrorClass {
+	if err == nil {
+		return ClassOK
+	}
 	var apiErr *Error
+	if errors.As(err, &apiErr) {
+		return classOfStatus(apiErr.StatusCode)
+	}
 	var netErr net.Error
 	switch {
-	case err == nil:
-		return ClassOK
-	case errors.As(err, &apiErr):
-		return classOfStatus(apiErr.StatusCode)
 	case errors.Is(err, ErrInvalidInput):
 		return ClassInvalidInput
 	case errors.Is(err, ErrInvalidResponse):

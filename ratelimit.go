@@ -79,6 +79,9 @@ func get(h http.Header, canonicalKey string) string {
 // ok is false when there are none.
 func rateLimitOf(h http.Header, now time.Time) (rl RateLimit, ok bool) {
 	rl.Limit, rl.Remaining, rl.FillRate, rl.RetryAfter = -1, -1, -1, -1
+	if !hasRateLimitHeader(h) {
+		return rl, false
+	}
 	if v := get(h, hRetryAfter); v != "" {
 		if d, found := retryAfterValue(v, h, now); found {
 			rl.RetryAfter, ok = d, true
@@ -118,6 +121,18 @@ func rateLimitOf(h http.Header, now time.Time) (rl RateLimit, ok bool) {
 		ok = true
 	}
 	return rl, ok
+}
+
+// hasRateLimitHeader is a quick look for any of the headers rateLimitOf
+// reads: most answers have a handful of headers and none of these.
+func hasRateLimitHeader(h http.Header) bool {
+	for k := range h {
+		if strings.HasPrefix(k, "X-Ratelimit-") || strings.HasPrefix(k, "Ratelimit") ||
+			strings.HasPrefix(k, "Beta-Ratelimit") || k == hRetryAfter {
+			return true
+		}
+	}
+	return false
 }
 
 func atoiOr(s string, or int) int {

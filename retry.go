@@ -12,7 +12,10 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -20,29 +23,42 @@ import (
 )
 
 // call is one API call on its way through the pipeline: the request and
-// what its attempts have seen. It is the context of the request every
-// attempt sends, which is how retryablehttp's hooks, shared by all calls of
-// a Client, find it; and one allocation carries both.
+// what its attempts have seen. It is a context, the caller's with the call
+// in it: that is how retryablehttp's hooks, shared by all calls of a
+// Client, find it.
 type call struct {
-	context.Context // the caller's
+	context.Context // the caller's (or the CallStart hook's)
 
 	c     *Client
 	r     *request
 	start time.Time
 
-	n               int       // attempts made so far
-	attemptStart    time.Time // when the current attempt started
-	attemptDeadline time.Time // its per-attempt timeout
-	rl              RateLimit // what the last answer said about rate limits
-	hasRL           bool
-	sink            *rateLimitSink // set when the rate-limit hook must run on another goroutine
+	n            int       // attempts made so far
+	attemptStart time.Time // when the current attempt started
+	rl           RateLimit // what the last answer said about rate limits
+	hasRL        bool
+	sink         *rateLimitSink // set when the rate-limit hook must run on another goroutine
 
 	admitted    bool          // the limiter let the current attempt out; Done is owed
+	bucket      *bucket       // the governor's for the endpoint, once looked up
 	waited      time.Duration // time spent waiting for the limiter and free slots
 	waitedSince time.Duration // waits since the last attempt, backoff included
 	refusal     *Error        // the limiter would not let a retry out in time
 	status      int           // of the last answer
 	requestID   string        // of the last answer
+
+	// The per-attempt timeout. The call is the context of every attempt's
+	// request; while an attempt is on its way its Done closes at the
+	// attempt's deadline (or when the caller's context ends). A retry gets
+	// a fresh Done.
+	mu         sync.Mutex
+	done       chan struct{}
+	doneErr    error     // why done is closed
+	deadline   time.Time // the attempt's; zero between attempts
+	afters     []func()  // AfterFunc registrations of the current attempt
+	stopAfters func() bool
+	timer      *attemptTimer
+	stopParent func() bool
 
 	req retryablehttp.Request // the request the attempts send
 }
@@ -63,6 +79,191 @@ func callOf(ctx context.Context) *call {
 	cl, _ := ctx.Value(callKey{}).(*call)
 	return cl
 }
+
+// attemptTimeoutError ends an attempt that ran out of time. It is a
+// timeout (net.Error) and matches context.DeadlineExceeded.
+type attemptTimeoutError struct{ after time.Duration }
+
+func (e *attemptTimeoutError) Error() string {
+	return "attempt timed out after " + e.after.String() + " (WithTimeout): context deadline exceeded"
+}
+func (*attemptTimeoutError) Timeout() bool        { return true }
+func (*attemptTimeoutError) Temporary() bool      { return true }
+func (*attemptTimeoutError) Is(target error) bool { return target == context.DeadlineExceeded }
+
+// Deadline is the caller's, or the attempt's when that comes sooner.
+func (cl *call) Deadline() (time.Time, bool) {
+	deadline, ok := cl.Context.Deadline()
+	if cl.c.timeout > 0 {
+		cl.mu.Lock()
+		if d := cl.deadline; !d.IsZero() && (!ok || d.Before(deadline)) {
+			deadline, ok = d, true
+		}
+		cl.mu.Unlock()
+	}
+	return deadline, ok
+}
+
+// Done closes when the attempt runs out of time or the caller's context
+// ends.
+func (cl *call) Done() <-chan struct{} {
+	if cl.c.timeout <= 0 {
+		return cl.Context.Done()
+	}
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if cl.done == nil {
+		cl.done = make(chan struct{})
+		if cl.doneErr != nil {
+			close(cl.done)
+		}
+	}
+	return cl.done
+}
+
+// Err says why Done closed.
+func (cl *call) Err() error {
+	if cl.c.timeout <= 0 {
+		return cl.Context.Err()
+	}
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	return cl.doneErr
+}
+
+// AfterFunc is context.AfterFunc's fast path: net/http makes a context per
+// request below the call's, and this lets it follow the call without a
+// goroutine or a map entry. f runs (on the goroutine that closes Done) when
+// the attempt ends early; the stop function drops the current attempt's
+// registrations, which is when net/http calls it: its request is done.
+func (cl *call) AfterFunc(f func()) (stop func() bool) {
+	if cl.c.timeout <= 0 {
+		return context.AfterFunc(cl.Context, f)
+	}
+	cl.mu.Lock()
+	if cl.doneErr != nil {
+		cl.mu.Unlock()
+		go f()
+		return func() bool { return false }
+	}
+	cl.afters = append(cl.afters, f)
+	if cl.stopAfters == nil {
+		cl.stopAfters = func() bool {
+			cl.mu.Lock()
+			defer cl.mu.Unlock()
+			had := len(cl.afters) > 0
+			clear(cl.afters)
+			cl.afters = cl.afters[:0]
+			return had
+		}
+	}
+	stop = cl.stopAfters
+	cl.mu.Unlock()
+	return stop
+}
+
+// end closes Done with err, once per attempt, and runs what AfterFunc
+// registered.
+func (cl *call) end(err error) {
+	cl.mu.Lock()
+	if cl.doneErr != nil {
+		cl.mu.Unlock()
+		return
+	}
+	cl.doneErr = err
+	if cl.done != nil {
+		close(cl.done)
+	}
+	fs := slices.Clone(cl.afters)
+	clear(cl.afters)
+	cl.afters = cl.afters[:0]
+	cl.mu.Unlock()
+	for _, f := range fs {
+		if f != nil {
+			f()
+		}
+	}
+}
+
+// armAttempt starts the attempt's clock.
+func (cl *call) armAttempt(now time.Time) {
+	if cl.c.timeout <= 0 {
+		return
+	}
+	cl.mu.Lock()
+	cl.deadline = now.Add(cl.c.timeout)
+	first := cl.timer == nil
+	if first {
+		cl.timer = timerPool.Get().(*attemptTimer)
+		cl.timer.cl.Store(cl)
+	}
+	cl.mu.Unlock()
+	if first && cl.Context.Done() != nil {
+		cl.stopParent = context.AfterFunc(cl.Context, func() { cl.end(cl.Context.Err()) })
+	}
+	cl.timer.t.Reset(cl.c.timeout)
+}
+
+// expire ends an attempt that ran out of time (and not one that ended,
+// whose timer fired late).
+func (cl *call) expire() {
+	cl.mu.Lock()
+	late := !cl.deadline.IsZero() && !time.Now().Before(cl.deadline)
+	cl.mu.Unlock()
+	if late {
+		cl.end(&attemptTimeoutError{after: cl.c.timeout})
+	}
+}
+
+// nextAttempt readies Done for a retry: open again if the last attempt ran
+// out of time (retryablehttp waits on it before retrying), closed still if
+// the caller's context ended.
+func (cl *call) nextAttempt() {
+	if cl.c.timeout <= 0 {
+		return
+	}
+	cl.timer.t.Stop()
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	cl.deadline = time.Time{}
+	if cl.doneErr != nil && cl.Context.Err() == nil {
+		cl.done, cl.doneErr = nil, nil
+	}
+}
+
+// disarm ends the call's timing: the timer goes back to the pool.
+func (cl *call) disarm() {
+	if cl.c.timeout <= 0 || cl.timer == nil {
+		return
+	}
+	cl.timer.t.Stop()
+	cl.timer.cl.Store(nil)
+	timerPool.Put(cl.timer)
+	cl.mu.Lock()
+	cl.timer, cl.deadline = nil, time.Time{}
+	cl.mu.Unlock()
+	if cl.stopParent != nil {
+		cl.stopParent()
+	}
+}
+
+// attemptTimer is a timer that calls expire on the call holding it. Timers
+// are pooled: making one costs more than the rest of a call's timing.
+type attemptTimer struct {
+	t  *time.Timer
+	cl atomic.Pointer[call]
+}
+
+var timerPool = sync.Pool{New: func() any {
+	at := new(attemptTimer)
+	at.t = time.AfterFunc(time.Hour, func() {
+		if cl := at.cl.Load(); cl != nil {
+			cl.expire()
+		}
+	})
+	at.t.Stop()
+	return at
+}}
 
 // newRetryClient builds the retryablehttp.Client a Client sends every call
 // with: no logger (its default writes to stderr), the response passed
@@ -87,9 +288,7 @@ func newRetryClient(hc *http.Client, maxRetries int) *retryablehttp.Client {
 func beforeAttempt(_ retryablehttp.Logger, req *http.Request, _ int) {
 	cl := callOf(req.Context())
 	cl.attemptStart = time.Now()
-	if t := cl.c.timeout; t > 0 {
-		cl.attemptDeadline = cl.attemptStart.Add(t)
-	}
+	cl.armAttempt(cl.attemptStart)
 	if cl.r.body != nil {
 		req.Body = newBodyReader(cl.r.body)
 	}
@@ -131,10 +330,11 @@ func (cl *call) afterAttempt(resp *http.Response, err error) (bool, error) {
 	reason, wait := cl.retryWait(resp, err, now)
 	cl.attemptEnded(resp, err, now, reason != "")
 	if reason == "" {
-		return false, nil
+		return false, nil // the last answer's body is read under this attempt's bound
 	}
+	cl.nextAttempt()
 	cl.logRetry(reason, wait)
-	if err := sleep(cl, wait); err != nil {
+	if err := sleep(cl.Context, wait); err != nil {
 		return false, err
 	}
 	cl.waitedSince += wait
@@ -153,7 +353,7 @@ func (cl *call) afterAttempt(resp *http.Response, err error) (bool, error) {
 // retryWait says why the call should try again and how long to wait first,
 // or "" when it should not.
 func (cl *call) retryWait(resp *http.Response, err error, now time.Time) (reason string, wait time.Duration) {
-	if cl.Err() != nil || cl.n > cl.c.maxRetries {
+	if cl.Context.Err() != nil || cl.n > cl.c.maxRetries {
 		return "", 0
 	}
 	if reason = cl.retryReason(resp, err); reason == "" {
@@ -172,7 +372,7 @@ func (cl *call) retryWait(resp *http.Response, err error, now time.Time) (reason
 	}
 	// Sleeping into the deadline would turn the server's answer into a bare
 	// "deadline exceeded": give up now and hand the caller that answer.
-	if deadline, ok := cl.Deadline(); ok && now.Add(wait).After(deadline) {
+	if deadline, ok := cl.Context.Deadline(); ok && now.Add(wait).After(deadline) {
 		return "", 0
 	}
 	return reason, wait
@@ -383,6 +583,9 @@ func (cl *call) logRetry(reason string, wait time.Duration) {
 // finish ends a call: the Error record of a call that gave up, and the
 // CallEnd hook.
 func (cl *call) finish(err error) {
+	if err == nil && cl.c.hooks.CallEnd == nil {
+		return
+	}
 	class := ClassOf(err)
 	if l := cl.c.logger; l != nil && gaveUp(class) {
 		attrs := []slog.Attr{

@@ -1,22 +1,20 @@
 package servicedesk
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 )
 
 // newHTTPClient builds the http.Client the retry loop sends each attempt
 // with: the user's Transport and Jar (or http.DefaultTransport), beneath
 // the SDK's transport, which adds credentials only for the configured
-// origin and bounds each attempt by timeout (0: no bound), and the SDK's
-// redirect policy around the user's CheckRedirect.
-func newHTTPClient(user *http.Client, auth authenticator, base *url.URL, timeout time.Duration) *http.Client {
+// origin, and the SDK's redirect policy around the user's CheckRedirect.
+// It has no Timeout: each attempt's request carries its call as context,
+// which bounds the attempt (see call.Done).
+func newHTTPClient(user *http.Client, auth authenticator, base *url.URL) *http.Client {
 	var rt http.RoundTripper = http.DefaultTransport
 	var userRedirect func(*http.Request, []*http.Request) error
 	hc := &http.Client{}
@@ -27,7 +25,7 @@ func newHTTPClient(user *http.Client, auth authenticator, base *url.URL, timeout
 			rt = user.Transport
 		}
 	}
-	t := &transport{base: rt, auth: auth, timeout: timeout,
+	t := &transport{base: rt, auth: auth,
 		scheme: base.Scheme, host: base.Host, origin: origin(base.Scheme, base.Host)}
 	hc.Transport = t
 	hc.CheckRedirect = t.redirectPolicy(userRedirect)
@@ -36,9 +34,7 @@ func newHTTPClient(user *http.Client, auth authenticator, base *url.URL, timeout
 
 // transport carries every attempt, redirect hops included. It attaches
 // credentials to requests for the configured origin only: a hop to another
-// scheme, host or port goes out without them. It also bounds each attempt,
-// hops and the reading of the answer's body included, by the per-attempt
-// timeout.
+// scheme, host or port goes out without them.
 //
 // It does not implement CloseIdleConnections on purpose: retryablehttp calls
 // it after failures, and it must not close the idle connections of a
@@ -46,7 +42,6 @@ func newHTTPClient(user *http.Client, auth authenticator, base *url.URL, timeout
 type transport struct {
 	base         http.RoundTripper
 	auth         authenticator
-	timeout      time.Duration
 	scheme, host string // as configured, for the fast comparison
 	origin       string // scheme://host:port, lower case
 }
@@ -59,72 +54,28 @@ func (t *transport) sameOrigin(u *url.URL) bool {
 }
 
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	ctx := req.Context()
-	var cancel context.CancelFunc
-	if t.timeout > 0 {
-		deadline := time.Now().Add(t.timeout)
-		if cl := callOf(ctx); cl != nil && !cl.attemptDeadline.IsZero() {
-			deadline = cl.attemptDeadline // one bound for all hops of the attempt
-		}
-		ctx, cancel = context.WithDeadline(ctx, deadline)
-	}
-	auth := t.auth != nil && t.sameOrigin(req.URL)
-	if !auth && cancel == nil {
+	if t.auth == nil || !t.sameOrigin(req.URL) {
 		return t.base.RoundTrip(req)
 	}
 	// A RoundTripper must not modify the caller's request: work on a copy
 	// whose header map is new (the value slices are only read).
-	r := req
-	if cancel != nil {
-		r = req.WithContext(ctx)
-	} else {
-		cp := *req
-		r = &cp
+	r := *req
+	r.Header = make(http.Header, len(req.Header)+1)
+	for k, v := range req.Header {
+		r.Header[k] = v
 	}
-	if auth {
-		r.Header = make(http.Header, len(req.Header)+1)
-		for k, v := range req.Header {
-			r.Header[k] = v
+	if err := t.auth.authenticate(&r); err != nil {
+		if req.Body != nil {
+			req.Body.Close()
 		}
-		if err := t.auth.authenticate(r); err != nil {
-			if req.Body != nil {
-				req.Body.Close()
-			}
-			if cancel != nil {
-				cancel()
-			}
-			return nil, err
-		}
+		return nil, err
 	}
-	resp, err := t.base.RoundTrip(r)
-	if err != nil {
-		if cancel != nil {
-			cancel()
-		}
-		return resp, err
+	resp, err := t.base.RoundTrip(&r)
+	if resp != nil {
+		// Hand back the caller's request, not the copy with credentials.
+		resp.Request = req
 	}
-	// Hand back the caller's request, not the copy with credentials.
-	resp.Request = req
-	if cancel != nil {
-		if resp.Body == nil || resp.Body == http.NoBody {
-			cancel()
-		} else {
-			resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
-		}
-	}
-	return resp, nil
-}
-
-// cancelOnClose ends an attempt's deadline when its body is closed.
-type cancelOnClose struct {
-	io.ReadCloser
-	cancel context.CancelFunc
-}
-
-func (b *cancelOnClose) Close() error {
-	err := b.ReadCloser.Close()
-	b.cancel()
-	return err
+	return resp, err
 }
 
 // maxRedirects is as many hops as net/http follows by default.

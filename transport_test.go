@@ -211,5 +211,5 @@ func TestTimeoutCoversReadingTheBody(t *testing.T) {
 	require.NoError(t, err)
 	_, err = c.Customers.List(context.Background(), "1", nil)
 	require.ErrorIs(t, err, servicedesk.ErrInvalidResponse)
-	assert.ErrorContains(t, err, "deadline exceeded")
+	assert.ErrorContains(t, err, "attempt timed out after 100ms (WithTimeout)")
 }
