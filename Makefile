@@ -9,7 +9,11 @@ BENCHCOUNT  ?= 6
 # reach the library's go.mod.
 SUBMODULES  := examples/otel
 
-.PHONY: all test lint bench cover fuzz
+# The newest tag of go-json-experiment/json (it needs Go 1.26; go.mod pins a
+# pseudo-version that keeps Go 1.25): test-json-latest runs the tests with it.
+JSONV2_TAG  ?= v1.27.2
+
+.PHONY: all test lint bench cover fuzz test-json-latest
 
 all: lint test
 
@@ -25,6 +29,14 @@ lint:
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 	@for m in $(SUBMODULES); do echo "cd $$m && go mod tidy -diff && go vet && staticcheck"; (cd $$m && $(GO) mod tidy -diff && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...) || exit 1; done
+
+## test-json-latest: the tests against the newest tagged go-json-experiment/json,
+## through a copy of go.mod (the module's own is left as it is)
+test-json-latest:
+	@tmp="$$(mktemp -d)"; trap 'rm -rf "$$tmp"' EXIT; \
+	cp go.mod go.sum "$$tmp"/ && \
+	$(GO) get -modfile="$$tmp/go.mod" github.com/go-json-experiment/json@$(JSONV2_TAG) && \
+	$(GO) test -modfile="$$tmp/go.mod" -count=1 . ./servicedesktest ./internal/...
 
 ## bench: benchmarks (SDK beside a raw net/http baseline), summarised by benchstat;
 ## the bulk imports against a rate limit take 5 s each, so they run BULKCOUNT times

@@ -29,7 +29,7 @@ import (
 )
 
 // benchServer serves pre-rendered answers. A desk page is a fixed block of
-// pageSize customers (every field set, 62.7 KB for 50) behind a small
+// pageSize customers (every field set: 72,345 bytes for 50) behind a small
 // header with start, isLastPage and the next link; total bounds the desk.
 type benchServer struct {
 	*httptest.Server

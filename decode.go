@@ -14,7 +14,7 @@ import (
 )
 
 // maxResponseBody caps a success body. A page of 50 customers is about
-// 60 KB; anything near this is not an answer from JSM.
+// 72 KB; anything near this is not an answer from JSM.
 const maxResponseBody = 16 << 20
 
 // maxDrain is how much of an unread body is read before closing it, so the
