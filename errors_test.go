@@ -283,3 +283,15 @@ func TestEchoedCredentialsAreRedactedInEveryForm(t *testing.T) {
 	assert.Equal(t, "key.[REDACTED]", apiErr.I18nKey)
 	assert.Equal(t, map[string]string{"[REDACTED]": "unknown", "q": "[REDACTED]"}, apiErr.Errors)
 }
+
+// TestFieldErrorsMakeTheMessage: a body with only the platform's "errors"
+// object gets a message of its fields, in a stable order.
+func TestFieldErrorsMakeTheMessage(t *testing.T) {
+	t.Parallel()
+	c, _ := mockClient(t, "https://x.atlassian.net", []reply{{status: 400, body: `{"errors":{"start":"must be positive","limit":"too large","accountIds":"unknown"}}`}})
+	err := addOne(c, context.Background())
+	var apiErr *servicedesk.Error
+	require.ErrorAs(t, err, &apiErr)
+	assert.Equal(t, "accountIds: unknown; limit: too large; start: must be positive", apiErr.Message)
+	assert.Len(t, apiErr.Errors, 3)
+}

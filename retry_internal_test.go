@@ -114,3 +114,13 @@ func TestTransportErrorPolicy(t *testing.T) {
 		}
 	}
 }
+
+func TestRedactedURL(t *testing.T) {
+	t.Parallel()
+	assert.Equal(t, "", redactedURL(nil))
+	u, _ := url.Parse("https://me:s3cret@x.atlassian.net/rest/api/3/myself?a=b")
+	assert.Equal(t, "https://x.atlassian.net/rest/api/3/myself?a=b", redactedURL(u))
+	assert.Equal(t, "me", u.User.Username(), "the URL given is left as it was")
+	plain, _ := url.Parse("https://x.atlassian.net/")
+	assert.Equal(t, "https://x.atlassian.net/", redactedURL(plain))
+}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -638,4 +639,85 @@ func TestInjectFaults(t *testing.T) {
 	resp, body := raw(t, srv, "GET", "/rest/servicedeskapi/servicedesk/1/customer", "", nil)
 	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
 	assert.Contains(t, string(body), "<title>503 Service Unavailable</title>")
+}
+
+func TestUserSearch(t *testing.T) {
+	t.Parallel()
+	srv := start(t, servicedesktest.WithUser(servicedesktest.User{Email: "cust@example.com", Role: servicedesktest.RoleCustomer, APIToken: "ct"}))
+	srv.AddCustomer("", "ada.lovelace@example.com", "Ada Lovelace")
+	var users []map[string]any
+	resp, body := raw(t, srv, "GET", "/rest/api/3/user/search?query=lovelace", "", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.NoError(t, json.Unmarshal(body, &users))
+	require.Len(t, users, 1, "a word of the display name")
+	assert.Equal(t, "customer", users[0]["accountType"])
+	assert.Equal(t, "ada.lovelace@example.com", users[0]["emailAddress"])
+	assert.NotEmpty(t, users[0]["accountId"])
+	assert.NotContains(t, users[0], "name", "Cloud names accounts by id")
+
+	resp, body = raw(t, srv, "GET", "/rest/api/2/user/search?username=ada.love", "", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	users = nil
+	require.NoError(t, json.Unmarshal(body, &users))
+	require.Len(t, users, 1, "the start of the email")
+	assert.NotEmpty(t, users[0]["name"], "Data Center names accounts by username")
+	assert.NotContains(t, users[0], "accountId")
+
+	resp, _ = raw(t, srv, "GET", "/rest/api/3/user/search", "", nil)
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode, "no query")
+	resp, _ = raw(t, srv, "GET", "/rest/api/3/user/search?username=ada", "", nil)
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode, "username is Data Center's, on /rest/api/2")
+	resp, _ = raw(t, srv, "POST", "/rest/api/3/user/search?query=ada", "", nil)
+	assert.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode)
+	req, _ := http.NewRequest("GET", srv.URL+"/rest/api/3/user/search?query=ada", nil)
+	req.SetBasicAuth("cust@example.com", "ct")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode, "customers may not browse users")
+}
+
+func TestConnectTokenEndpoint(t *testing.T) {
+	t.Parallel()
+	srv := start(t, servicedesktest.WithConnectApp("app", "secret"), servicedesktest.WithConnectActAsUser("app", "client-1"))
+	u := srv.AddUser(servicedesktest.User{Email: "u@example.com", Role: servicedesktest.RoleAgent})
+	grant := func(form url.Values) (int, map[string]any) {
+		resp, err := http.PostForm(srv.TokenURL(), form)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var out map[string]any
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
+		return resp.StatusCode, out
+	}
+	assertion := func(iss, sub, tnt, aud, secret string) string {
+		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+			"iss": iss, "sub": sub, "tnt": tnt, "aud": aud,
+			"iat": time.Now().Unix(), "exp": time.Now().Add(time.Minute).Unix(),
+		}).SignedString([]byte(secret))
+		require.NoError(t, err)
+		return tok
+	}
+	ok := assertion("urn:atlassian:connect:clientid:client-1", "urn:atlassian:connect:useraccountid:"+u.AccountID, srv.URL, servicedesktest.ConnectTokenAudience, "secret")
+	status, out := grant(url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"}, "assertion": {ok}})
+	require.Equal(t, http.StatusOK, status)
+	assert.Equal(t, "Bearer", out["token_type"])
+	assert.EqualValues(t, 900, out["expires_in"])
+	assert.NotEmpty(t, out["access_token"])
+
+	for name, tc := range map[string]struct {
+		form  url.Values
+		error string
+	}{
+		"grant type":   {url.Values{"grant_type": {"client_credentials"}}, "unsupported_grant_type"},
+		"client id":    {url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"}, "assertion": {assertion("urn:atlassian:connect:clientid:other", "urn:atlassian:connect:useraccountid:"+u.AccountID, srv.URL, servicedesktest.ConnectTokenAudience, "secret")}}, "invalid_grant"},
+		"secret":       {url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"}, "assertion": {assertion("urn:atlassian:connect:clientid:client-1", "urn:atlassian:connect:useraccountid:"+u.AccountID, srv.URL, servicedesktest.ConnectTokenAudience, "wrong")}}, "invalid_grant"},
+		"audience":     {url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"}, "assertion": {assertion("urn:atlassian:connect:clientid:client-1", "urn:atlassian:connect:useraccountid:"+u.AccountID, srv.URL, "https://elsewhere", "secret")}}, "invalid_grant"},
+		"tenant":       {url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"}, "assertion": {assertion("urn:atlassian:connect:clientid:client-1", "urn:atlassian:connect:useraccountid:"+u.AccountID, "https://other.atlassian.net", servicedesktest.ConnectTokenAudience, "secret")}}, "invalid_grant"},
+		"unknown user": {url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"}, "assertion": {assertion("urn:atlassian:connect:clientid:client-1", "urn:atlassian:connect:useraccountid:nobody", srv.URL, servicedesktest.ConnectTokenAudience, "secret")}}, "invalid_grant"},
+	} {
+		status, out := grant(tc.form)
+		assert.NotEqual(t, http.StatusOK, status, name)
+		assert.Equal(t, tc.error, out["error"], name)
+		assert.NotEmpty(t, out["error_description"], name)
+	}
 }
