@@ -247,8 +247,12 @@ func WithInsecurePlainHTTP() Option {
 }
 
 // WithRateLimitHook calls fn after every answer that carries Jira's
-// rate-limit headers, successful or not, so a bulk job can slow down before
-// it is throttled. fn runs on the goroutine of the call and must be quick.
+// rate-limit headers, successful or not, to watch how close the client is
+// to its limits (the client's own governor already paces and pauses; see
+// [NewRateLimiter]). fn runs on the goroutine of the call, and must be
+// quick: for a page that [WithPrefetch] fetched ahead, on the goroutine
+// walking the pages, when it takes the page up. Calls from several
+// goroutines may run it at once.
 func WithRateLimitHook(fn func(RateLimit)) Option {
 	return optionFunc(func(c *config) error {
 		if fn == nil {

@@ -18,8 +18,19 @@
 //
 // Every answer from the server outside 2xx is an [*Error]; errors.Is matches it
 // against the sentinel of its status class ([ErrNotFound], [ErrRateLimited],
-// ...). Input that cannot be right is rejected before anything is sent, with
-// an error that wraps [ErrInvalidInput] and names the field.
+// ...), and it says what to do when the SDK can tell (how long to wait, what
+// to check after a 401). Input that cannot be right is rejected before
+// anything is sent, with an error that wraps [ErrInvalidInput] and names the
+// field.
+//
+// Each Client paces itself to Jira's rate limits: one governor, shared by
+// every goroutine, learns each endpoint's limit from the answers, pauses an
+// endpoint (or everything, when the app's quota is spent) when Jira says so,
+// and never waits longer than [WithRateLimitWait] allows. [Client.Do] calls
+// any other endpoint of the site through the same pipeline: credentials,
+// retries, rate limits, errors. [WithLogger] and [WithHooks] tell what
+// happens at run time; the package servicedesktest is an in-memory JSM for
+// tests.
 //
 // A Client is safe for concurrent use by multiple goroutines.
 package servicedesk
