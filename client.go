@@ -5,14 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
-	"reflect"
-	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/hashicorp/go-retryablehttp"
 )
@@ -127,73 +123,6 @@ func newClient(where, field string, base *url.URL, cfg config) (*Client, error) 
 	return c, nil
 }
 
-// isCloud reports whether host is Jira Cloud: a site, or the OAuth gateway.
-func isCloud(host string) bool {
-	host = strings.ToLower(host)
-	return strings.HasSuffix(host, ".atlassian.net") || host == "api.atlassian.com" || strings.HasSuffix(host, ".jira.com")
-}
-
-// isLoopback reports whether host names this machine: a loopback IP, or
-// "localhost" (which the hosts file maps). Names below .localhost are not
-// exempt: Go resolves them through DNS, which anyone on the path can answer.
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-func parseBaseURL(raw string) (*url.URL, error) {
-	u, err := url.Parse(strings.TrimSpace(raw))
-	if err != nil {
-		// url.Error quotes the input, which may hold a password: say less.
-		return nil, invalidInput("NewClient", "baseURL", "is not a valid URL")
-	}
-	switch {
-	case u.Scheme != "http" && u.Scheme != "https":
-		return nil, invalidInput("NewClient", "baseURL", "must start with https:// or http://")
-	case u.Host == "" || u.Hostname() == "":
-		return nil, invalidInput("NewClient", "baseURL", "has no host")
-	case u.User != nil:
-		return nil, invalidInput("NewClient", "baseURL", "must not contain credentials; use an auth option")
-	case u.RawQuery != "" || u.ForceQuery:
-		return nil, invalidInput("NewClient", "baseURL", "must not contain a query")
-	case u.Fragment != "":
-		return nil, invalidInput("NewClient", "baseURL", "must not contain a fragment")
-	}
-	u.Path = strings.TrimRight(u.Path, "/")
-	u.RawPath = strings.TrimRight(u.RawPath, "/")
-	if err := checkBasePath(u); err != nil {
-		return nil, err
-	}
-	return u, nil
-}
-
-// checkBasePath refuses base URLs that look right but make every call 404:
-// one that already holds an API path, and the OAuth gateway without a
-// cloud id.
-func checkBasePath(u *url.URL) error {
-	segments := strings.Split(u.Path, "/")
-	for i, seg := range segments {
-		if seg == "rest" {
-			site := *u
-			site.Path, site.RawPath = strings.Join(segments[:i], "/"), ""
-			return invalidInput("NewClient", "baseURL",
-				fmt.Sprintf("must not include the API path (%q): use %q; the SDK appends /rest/servicedeskapi/...",
-					"/"+strings.Join(segments[i:], "/"), site.String()))
-		}
-	}
-	if strings.EqualFold(u.Hostname(), "api.atlassian.com") {
-		cloudID, ok := strings.CutPrefix(u.Path, "/ex/jira/")
-		if !ok || cloudID == "" || strings.Contains(cloudID, "/") {
-			return invalidInput("NewClient", "baseURL",
-				"is the OAuth 2.0 gateway without a cloud id: use CloudGatewayURL(cloudID), with the id from AccessibleResources")
-		}
-	}
-	return nil
-}
-
 // DefaultTimeout bounds each attempt (connecting, sending, redirects and
 // reading the whole answer) unless [WithTimeout] says otherwise, so a server
 // that stops answering cannot hang a call that has no context deadline.
@@ -250,143 +179,6 @@ func (c *Client) newRequest(op, method, path, template string, n needs, query ur
 		r.body = b
 	}
 	return r, nil
-}
-
-// Do sends method to path below the base URL ("/rest/api/3/user/search"; a
-// leading "/rest/" is required, so it cannot leave the configured host),
-// with the client's credentials, retry policy, rate-limit pacing and error
-// mapping (*Error and the sentinels). query may be nil. body, when not nil,
-// is sent as JSON; a 2xx body is decoded into v when v is not nil. POST is
-// not repeated once the server may have acted on it; other methods are
-// treated as idempotent.
-//
-// path is an escaped path: escape ids taken from elsewhere with
-// url.PathEscape. Paths that could leave the API are refused before
-// anything is sent, wrapping [ErrInvalidInput]: no "/rest/" prefix, a query
-// or fragment in the path (use query), "." or ".." segments, empty
-// segments, escaped "/" or "\", or characters that need escaping. A
-// Connect JWT is signed for the path and query sent. Under
-// /rest/servicedeskapi/ the request opts in to experimental endpoints
-// (X-ExperimentalApi). body and v are encoded and decoded as encoding/json
-// does (use json.RawMessage for JSON you already have); v must be a
-// non-nil pointer, and is left as it is when the answer has no body (204).
-func (c *Client) Do(ctx context.Context, method, path string, query url.Values, body, v any) error {
-	r, err := c.newDoRequest(method, path, query, body, v)
-	if err != nil {
-		return err
-	}
-	return c.do(ctx, r, v)
-}
-
-// newDoRequest checks what Do was given and builds its request.
-func (c *Client) newDoRequest(method, path string, query url.Values, body, v any) (*request, error) {
-	const where = "Client.Do"
-	switch method {
-	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
-	default:
-		return nil, invalidInput(where, "method", fmt.Sprintf("%q is not GET, HEAD, POST, PUT, PATCH or DELETE", method))
-	}
-	if why := unsafePath(path); why != "" {
-		return nil, invalidInput(where, "path", fmt.Sprintf("%q %s", path, why))
-	}
-	for name, values := range query {
-		if !utf8.ValidString(name) {
-			return nil, invalidInput(where, "query", fmt.Sprintf("%q is not valid UTF-8", name))
-		}
-		for _, value := range values {
-			if !utf8.ValidString(value) {
-				return nil, invalidInput(where, "query", fmt.Sprintf("the value of %q is not valid UTF-8", name))
-			}
-		}
-	}
-	if v != nil {
-		if rv := reflect.ValueOf(v); rv.Kind() != reflect.Pointer || rv.IsNil() {
-			return nil, invalidInput(where, "v", fmt.Sprintf("must be nil or a non-nil pointer, got %T", v))
-		}
-	}
-	u := *c.base
-	setEscapedPath(&u, u.EscapedPath()+path) // unsafePath checked every escape
-	u.RawQuery = query.Encode()
-	r := &request{
-		op:           "Do",
-		method:       method,
-		url:          &u,
-		endpoint:     Endpoint{Method: method, Path: pathTemplate(path)},
-		userTypes:    true,
-		experimental: strings.HasPrefix(path, apiRoot),
-		idempotent:   method != http.MethodPost,
-		unsure:       "the server may have acted on it: check before sending it again",
-	}
-	if body != nil {
-		b, err := encodeBody(body)
-		if err != nil {
-			return nil, invalidInput(where, "body", "cannot be encoded as JSON: "+err.Error())
-		}
-		r.body = b
-	}
-	return r, nil
-}
-
-// unsafePath says why a path given to Do could leave the API (or be read
-// differently by a proxy than by the SDK), or "" when it cannot.
-func unsafePath(path string) string {
-	if !strings.HasPrefix(path, "/rest/") {
-		return `must start with "/rest/": a path on the configured site, such as "/rest/api/3/user/search"`
-	}
-	segments := strings.Split(path[1:], "/")
-	for i, seg := range segments {
-		if seg == "" && i < len(segments)-1 {
-			return "must not hold an empty segment (//)"
-		}
-		for j := 0; j < len(seg); j++ {
-			if c := seg[j]; c <= ' ' || c >= 0x7f || strings.IndexByte(`"#<>?\^`+"`{|}", c) >= 0 {
-				return fmt.Sprintf("holds %q, which must be escaped (url.PathEscape), or a query or fragment (use query)", c)
-			}
-		}
-		plain, err := url.PathUnescape(seg)
-		switch {
-		case err != nil:
-			return "holds a malformed escape"
-		case plain == "." || plain == "..":
-			return "must not hold . or .. segments"
-		case strings.ContainsAny(plain, "/\\"):
-			return `must not hold an escaped "/" or "\"`
-		}
-	}
-	return ""
-}
-
-// pathTemplate turns a path given to Do into a template for metrics and the
-// rate limiter: segments that look like ids become "{id}". Words in lower
-// camel case ("user", "search", "requesttype") are kept, and so is the
-// version after the API's name ("/rest/api/3").
-func pathTemplate(path string) string {
-	segments := strings.Split(path, "/")
-	for i, seg := range segments {
-		if i <= 2 || seg == "" || isWord(seg) || i == 3 && isVersion(seg) {
-			continue
-		}
-		segments[i] = "{id}"
-	}
-	return strings.Join(segments, "/")
-}
-
-func isWord(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || i > 0 && 'A' <= c && c <= 'Z') {
-			return false
-		}
-	}
-	return true
-}
-
-func isVersion(s string) bool {
-	if s == "latest" {
-		return true
-	}
-	_, err := strconv.ParseFloat(s, 64)
-	return err == nil
 }
 
 // apiURL resolves an escaped API path onto the base URL, keeping the base

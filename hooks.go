@@ -3,7 +3,9 @@ package servicedesk
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
+	"net/http"
 	"time"
 )
 
@@ -147,4 +149,133 @@ func classOfStatus(status int) ErrorClass {
 // info names the call for hooks.
 func (cl *call) info() CallInfo {
 	return CallInfo{Operation: cl.r.op, Method: cl.r.method, Path: cl.r.endpoint.Path}
+}
+
+// reportRateLimit hands what an answer said about rate limits to the
+// user's hook: at once on the calling goroutine, or, for a page fetched
+// ahead by WithPrefetch, later on the goroutine walking the pages.
+func (cl *call) reportRateLimit(rl RateLimit) {
+	switch {
+	case cl.c.onRateLimit == nil:
+	case cl.sink != nil:
+		cl.sink.add(rl)
+	default:
+		cl.c.onRateLimit(rl)
+	}
+}
+
+// attemptEnded logs an attempt at Debug level and tells the Attempt hook.
+func (cl *call) attemptEnded(resp *http.Response, err error, now time.Time, retry bool) {
+	l, hook := cl.c.logger, cl.c.hooks.Attempt
+	if l == nil && hook == nil {
+		cl.waitedSince = 0
+		return
+	}
+	a := AttemptInfo{
+		CallInfo:  cl.info(),
+		Attempt:   cl.n,
+		Duration:  now.Sub(cl.attemptStart),
+		Waited:    cl.waitedSince,
+		RateLimit: cl.rl,
+		Retry:     retry,
+	}
+	cl.waitedSince = 0
+	if !cl.hasRL {
+		a.RateLimit = RateLimit{Limit: -1, Remaining: -1, FillRate: -1, RetryAfter: -1}
+	}
+	if resp != nil {
+		a.StatusCode, a.RequestID, a.Class = resp.StatusCode, get(resp.Header, hRequestID), classOfStatus(resp.StatusCode)
+	} else {
+		a.Err, a.Class = &redactedError{msg: cl.c.errorText(err), err: err}, ClassOf(err)
+	}
+	if hook != nil {
+		hook(cl, a)
+	}
+	if l == nil || !l.Enabled(cl, slog.LevelDebug) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("op", a.Operation),
+		slog.String("method", a.Method),
+		slog.String("path", cl.r.url.EscapedPath()),
+		slog.Int("attempt", a.Attempt),
+		slog.Duration("duration", a.Duration),
+	}
+	if a.StatusCode != 0 {
+		attrs = append(attrs, slog.Int("status", a.StatusCode))
+	}
+	if a.RequestID != "" {
+		attrs = append(attrs, slog.String("request_id", a.RequestID))
+	}
+	if a.Waited > 0 {
+		attrs = append(attrs, slog.Duration("waited", a.Waited))
+	}
+	if a.RateLimit.Remaining >= 0 {
+		attrs = append(attrs, slog.Int("ratelimit_remaining", a.RateLimit.Remaining))
+	}
+	if a.Err != nil {
+		attrs = append(attrs, slog.String("error", a.Err.Error()))
+	}
+	l.LogAttrs(cl, slog.LevelDebug, "servicedesk: attempt", attrs...)
+}
+
+// logRetry logs a retry at Warn level: something went wrong, and the
+// client is dealing with it.
+func (cl *call) logRetry(reason string, wait time.Duration) {
+	if l := cl.c.logger; l != nil {
+		l.LogAttrs(cl, slog.LevelWarn, "servicedesk: retrying",
+			slog.String("op", cl.r.op),
+			slog.String("method", cl.r.method),
+			slog.String("path", cl.r.url.EscapedPath()),
+			slog.Int("attempt", cl.n),
+			slog.String("reason", reason),
+			slog.Duration("wait", wait))
+	}
+}
+
+// finish ends a call: the Error record of a call that gave up, and the
+// CallEnd hook.
+func (cl *call) finish(err error) {
+	if err == nil && cl.c.hooks.CallEnd == nil {
+		return
+	}
+	class := ClassOf(err)
+	if l := cl.c.logger; l != nil && gaveUp(class) {
+		attrs := []slog.Attr{
+			slog.String("op", cl.r.op),
+			slog.String("method", cl.r.method),
+			slog.String("path", cl.r.url.EscapedPath()),
+			slog.Int("attempts", cl.n),
+			slog.String("class", string(class)),
+			slog.String("error", redact(cl.c.auth, err.Error())),
+		}
+		var apiErr *Error
+		if errors.As(err, &apiErr) && apiErr.RetryAfter > 0 {
+			attrs = append(attrs, slog.Duration("retry_after", apiErr.RetryAfter))
+		}
+		l.LogAttrs(cl, slog.LevelError, "servicedesk: gave up", attrs...)
+	}
+	if hook := cl.c.hooks.CallEnd; hook != nil {
+		hook(cl, CallResult{
+			CallInfo:   cl.info(),
+			Attempts:   cl.n,
+			StatusCode: cl.status,
+			Duration:   time.Since(cl.start),
+			Waited:     cl.waited,
+			RequestID:  cl.requestID,
+			Err:        err,
+			Class:      class,
+		})
+	}
+}
+
+// gaveUp reports an ending worth an Error record: one of those the client
+// retries (throttling, server errors, no answer), which it could not get
+// past. An answer such as 404 or 409 is the caller's to handle.
+func gaveUp(c ErrorClass) bool {
+	switch c {
+	case ClassRateLimited, ClassServerError, ClassTransport, ClassTimeout:
+		return true
+	}
+	return false
 }

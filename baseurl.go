@@ -1,0 +1,75 @@
+package servicedesk
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+)
+
+// isCloud reports whether host is Jira Cloud: a site, or the OAuth gateway.
+func isCloud(host string) bool {
+	host = strings.ToLower(host)
+	return strings.HasSuffix(host, ".atlassian.net") || host == "api.atlassian.com" || strings.HasSuffix(host, ".jira.com")
+}
+
+// isLoopback reports whether host names this machine: a loopback IP, or
+// "localhost" (which the hosts file maps). Names below .localhost are not
+// exempt: Go resolves them through DNS, which anyone on the path can answer.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func parseBaseURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil {
+		// url.Error quotes the input, which may hold a password: say less.
+		return nil, invalidInput("NewClient", "baseURL", "is not a valid URL")
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, invalidInput("NewClient", "baseURL", "must start with https:// or http://")
+	case u.Host == "" || u.Hostname() == "":
+		return nil, invalidInput("NewClient", "baseURL", "has no host")
+	case u.User != nil:
+		return nil, invalidInput("NewClient", "baseURL", "must not contain credentials; use an auth option")
+	case u.RawQuery != "" || u.ForceQuery:
+		return nil, invalidInput("NewClient", "baseURL", "must not contain a query")
+	case u.Fragment != "":
+		return nil, invalidInput("NewClient", "baseURL", "must not contain a fragment")
+	}
+	u.Path = strings.TrimRight(u.Path, "/")
+	u.RawPath = strings.TrimRight(u.RawPath, "/")
+	if err := checkBasePath(u); err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+// checkBasePath refuses base URLs that look right but make every call 404:
+// one that already holds an API path, and the OAuth gateway without a
+// cloud id.
+func checkBasePath(u *url.URL) error {
+	segments := strings.Split(u.Path, "/")
+	for i, seg := range segments {
+		if seg == "rest" {
+			site := *u
+			site.Path, site.RawPath = strings.Join(segments[:i], "/"), ""
+			return invalidInput("NewClient", "baseURL",
+				fmt.Sprintf("must not include the API path (%q): use %q; the SDK appends /rest/servicedeskapi/...",
+					"/"+strings.Join(segments[i:], "/"), site.String()))
+		}
+	}
+	if strings.EqualFold(u.Hostname(), "api.atlassian.com") {
+		cloudID, ok := strings.CutPrefix(u.Path, "/ex/jira/")
+		if !ok || cloudID == "" || strings.Contains(cloudID, "/") {
+			return invalidInput("NewClient", "baseURL",
+				"is the OAuth 2.0 gateway without a cloud id: use CloudGatewayURL(cloudID), with the id from AccessibleResources")
+		}
+	}
+	return nil
+}
