@@ -115,7 +115,8 @@ func AccessibleResources(ctx context.Context, ts oauth2.TokenSource, opts *Acces
 		return nil, err
 	}
 	var resources []Resource
-	r := &request{op: where, method: http.MethodGet, url: u, expect: '[', idempotent: true}
+	r := &request{op: where, method: http.MethodGet, url: u, expect: '[', idempotent: true,
+		endpoint: Endpoint{Method: http.MethodGet, Path: u.EscapedPath()}}
 	if err := c.do(ctx, r, &resources); err != nil {
 		return nil, err
 	}
@@ -240,7 +241,8 @@ func (s *connectUserSource) Token() (*oauth2.Token, error) {
 	defer cancel()
 	// A grant may be repeated: a second one only issues another token.
 	r := &request{op: "ConnectUserTokenSource", method: http.MethodPost, url: s.tokenURL,
-		body: []byte(form.Encode()), contentType: formValue, expect: '{', idempotent: true}
+		body: []byte(form.Encode()), contentType: formValue, expect: '{', idempotent: true,
+		endpoint: Endpoint{Method: http.MethodPost, Path: s.tokenURL.EscapedPath()}}
 	var body struct {
 		AccessToken string         `json:"access_token"`
 		TokenType   string         `json:"token_type"`
