@@ -198,15 +198,15 @@ func (g *governor) wait(ctx context.Context, b *bucket, maxWait time.Duration) e
 		g.inflight.Add(1)
 		return nil
 	}
-	deadline := now.Add(maxWait)
+	deadline, ctxFirst := now.Add(maxWait), false
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
+		deadline, ctxFirst = d, true
 	}
 	for {
 		now = time.Now()
 		if p := g.pausedUntil(b, now); p != nil {
 			if p.until.After(deadline) {
-				return refusal(p.until.Sub(now), p.reason, "paused after a 429", maxWait, deadline)
+				return refusal(p.until.Sub(now), p.reason, "paused after a 429", maxWait, ctxFirst)
 			}
 			if err := sleep(ctx, p.until.Sub(now)); err != nil {
 				return err
@@ -221,7 +221,7 @@ func (g *governor) wait(ctx context.Context, b *bucket, maxWait time.Duration) e
 			b.mu.Lock()
 			reason := b.reason
 			b.mu.Unlock()
-			return refusal(delay, reason, "paced", maxWait, deadline)
+			return refusal(delay, reason, "paced", maxWait, ctxFirst)
 		}
 		if err := sleep(ctx, delay); err != nil {
 			rb.Cancel()
@@ -250,10 +250,11 @@ func (g *governor) pausedUntil(b *bucket, now time.Time) *pause {
 	return held
 }
 
-// refusal is the error of a request the limiter will not let out in time.
-func refusal(wait time.Duration, reason, what string, maxWait time.Duration, deadline time.Time) *Error {
-	limit := fmt.Sprintf("WithRateLimitWait allows %v", maxWait)
-	if time.Until(deadline) < maxWait {
+// refusal is the error of a request the limiter will not let out in time:
+// within maxWait, or before the context's deadline when that comes first.
+func refusal(wait time.Duration, reason, what string, maxWait time.Duration, ctxFirst bool) *Error {
+	limit := fmt.Sprintf("WithRateLimitWait allows %v", maxWait.Round(time.Millisecond))
+	if ctxFirst {
 		limit = "the context's deadline comes first"
 	}
 	msg := "not sent: requests are " + what

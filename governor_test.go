@@ -283,7 +283,8 @@ func TestCloudDefaultsPaceListing(t *testing.T) {
 	_, err = c.Customers.List(context.Background(), "1", nil)
 	refused := notSent(t, err, "")
 	assert.LessOrEqual(t, refused.RetryAfter, 300*time.Millisecond)
-	assert.Contains(t, err.Error(), "paced")
+	assert.Contains(t, err.Error(), "requests are paced for another")
+	assert.Contains(t, err.Error(), "WithRateLimitWait allows 0s", "no context deadline: the option is the bound")
 	require.NoError(t, addOne(c, context.Background()), "Add has its own, higher rate")
 	assert.Len(t, w.all(), 2)
 
