@@ -187,7 +187,7 @@ func TestWithTimeoutBoundsEachAttempt(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	c, err := servicedesk.NewClient(srv.URL, servicedesk.WithHTTPClient(&http.Client{}),
-		servicedesk.WithTimeout(100*time.Millisecond), servicedesk.WithRetryWait(time.Millisecond, time.Millisecond))
+		servicedesk.WithTimeout(500*time.Millisecond), servicedesk.WithRetryWait(time.Millisecond, time.Millisecond))
 	require.NoError(t, err)
 	require.NoError(t, addOne(c, context.Background()), "the retry succeeds")
 	assert.Equal(t, int32(2), n.Load())
