@@ -32,6 +32,7 @@ func value(attrs []attribute.KeyValue, key string) (attribute.Value, bool) {
 // TestOneSpanPerCallWithAttemptsAsChildren runs calls against the fake JSM
 // with in-memory exporters and checks what a collector would receive.
 func TestOneSpanPerCallWithAttemptsAsChildren(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	spans := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(RedactQuery(spans)))
@@ -117,6 +118,7 @@ func TestOneSpanPerCallWithAttemptsAsChildren(t *testing.T) {
 }
 
 func TestRun(t *testing.T) {
+	t.Parallel()
 	var out bytes.Buffer
 	require.NoError(t, run(context.Background(), &out))
 	assert.Contains(t, out.String(), "  servicedesk CustomersService.List (Unset)\n    HTTP GET 503\n    HTTP GET 200\n")
