@@ -73,9 +73,6 @@ func (cl *call) settle(resp *http.Response, wait time.Duration) {
 	var o Outcome
 	if resp != nil {
 		o = Outcome{StatusCode: resp.StatusCode, RateLimit: cl.rl, Wait: wait}
-		if !cl.hasRL {
-			o.RateLimit = RateLimit{Limit: -1, Remaining: -1, FillRate: -1, RetryAfter: -1}
-		}
 	}
 	// The limiter learns (a pause, say) before the slot frees: no request
 	// slips out between the two.

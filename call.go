@@ -21,10 +21,9 @@ type call struct {
 	r     *request
 	start time.Time
 
-	n            int       // attempts made so far
-	attemptStart time.Time // when the current attempt started
-	rl           RateLimit // what the last answer said about rate limits
-	hasRL        bool
+	n            int            // attempts made so far
+	attemptStart time.Time      // when the current attempt started
+	rl           RateLimit      // what the last answer said about rate limits
 	sink         *rateLimitSink // set when the rate-limit hook must run on another goroutine
 
 	admitted    bool          // the limiter let the current attempt out; Done is owed

@@ -171,12 +171,9 @@ func (c *Client) newRequest(op, method, path, template string, n needs, query ur
 		expect:     '{',
 		idempotent: method != http.MethodPost,
 	}
-	if body != nil {
-		b, err := encodeBody(body)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %s: encoding the request body: %w", ErrInvalidInput, op, err)
-		}
-		r.body = b
+	var err error
+	if r.body, err = encodeBody(op, body); err != nil {
+		return nil, err
 	}
 	return r, nil
 }
@@ -339,15 +336,14 @@ func (cl *call) newHTTPRequest() *retryablehttp.Request {
 // transportError reports a call that got no response. Once the context is
 // done, its error is the one that counts.
 func (cl *call) transportError(err error) error {
-	unsure := cl.n > 0 && !cl.r.idempotent && cl.r.unsure != "" && mayHaveArrived(err)
+	hint := ""
+	if cl.n > 0 && !cl.r.idempotent && cl.r.unsure != "" && mayHaveArrived(err) {
+		hint = "; " + cl.r.unsure
+	}
 	if ctxErr := cl.Context.Err(); ctxErr != nil {
 		err = ctxErr
 	}
-	if unsure {
-		err = fmt.Errorf("servicedesk: %s %s: %w; %s", cl.r.method, cl.r.url.EscapedPath(), stripURLError(err), cl.r.unsure)
-	} else {
-		err = fmt.Errorf("servicedesk: %s %s: %w", cl.r.method, cl.r.url.EscapedPath(), stripURLError(err))
-	}
+	err = fmt.Errorf("servicedesk: %s %s: %w%s", cl.r.method, cl.r.url.EscapedPath(), stripURLError(err), hint)
 	if msg := redact(cl.c.auth, err.Error()); msg != err.Error() {
 		return &redactedError{msg: msg, err: err}
 	}

@@ -35,8 +35,17 @@ var userTypeOptions = json.JoinOptions(jsonv1.DefaultOptionsV1(), decodeOptions)
 // small, and for a small struct it is twice as fast as the v2 encoder (a
 // microsecond a call); a caller's type (Client.Do) gets the rules it was
 // written for.
-func encodeBody(body any) ([]byte, error) {
-	return stdjson.Marshal(body)
+// A body that cannot be encoded is the caller's mistake: ErrInvalidInput,
+// before anything is sent. A nil body is no body.
+func encodeBody(where string, body any) ([]byte, error) {
+	if body == nil {
+		return nil, nil
+	}
+	b, err := stdjson.Marshal(body)
+	if err != nil {
+		return nil, invalidInput(where, "body", "cannot be encoded as JSON: "+err.Error())
+	}
+	return b, nil
 }
 
 // errBodyTooLarge ends the reading of a body past maxResponseBody.

@@ -79,12 +79,9 @@ func (c *Client) newDoRequest(method, path string, query url.Values, body, v any
 		idempotent:   method != http.MethodPost,
 		unsure:       "the server may have acted on it: check before sending it again",
 	}
-	if body != nil {
-		b, err := encodeBody(body)
-		if err != nil {
-			return nil, invalidInput(where, "body", "cannot be encoded as JSON: "+err.Error())
-		}
-		r.body = b
+	var err error
+	if r.body, err = encodeBody(where, body); err != nil {
+		return nil, err
 	}
 	return r, nil
 }
@@ -105,14 +102,8 @@ func unsafePath(path string) string {
 				return fmt.Sprintf("holds %q, which must be escaped (url.PathEscape), or a query or fragment (use query)", c)
 			}
 		}
-		plain, err := url.PathUnescape(seg)
-		switch {
-		case err != nil:
-			return "holds a malformed escape"
-		case plain == "." || plain == "..":
-			return "must not hold . or .. segments"
-		case strings.ContainsAny(plain, "/\\"):
-			return `must not hold an escaped "/" or "\"`
+		if why := segmentProblem(seg); why != "" {
+			return why
 		}
 	}
 	return ""

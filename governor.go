@@ -262,12 +262,9 @@ func refusal(wait time.Duration, reason, what string, maxWait time.Duration, ctx
 		msg += " (" + reason + ")"
 	}
 	msg += fmt.Sprintf(" for another %v; %s", wait.Round(time.Millisecond), limit)
-	return &Error{
-		StatusCode: 429,
-		Message:    msg,
-		RetryAfter: max(wait, 0),
-		RateLimit:  RateLimit{Limit: -1, Remaining: -1, FillRate: -1, Reason: reason},
-	}
+	rl := noRateLimit()
+	rl.Reason = reason
+	return &Error{StatusCode: 429, Message: msg, RetryAfter: max(wait, 0), RateLimit: rl}
 }
 
 // Done implements RateLimiter.

@@ -180,9 +180,6 @@ func (cl *call) attemptEnded(resp *http.Response, err error, now time.Time, retr
 		Retry:     retry,
 	}
 	cl.waitedSince = 0
-	if !cl.hasRL {
-		a.RateLimit = RateLimit{Limit: -1, Remaining: -1, FillRate: -1, RetryAfter: -1}
-	}
 	if resp != nil {
 		a.StatusCode, a.RequestID, a.Class = resp.StatusCode, get(resp.Header, hRequestID), classOfStatus(resp.StatusCode)
 	} else {

@@ -291,19 +291,35 @@ func (c *Client) resolveNext(links PageLinks) (*url.URL, bool) {
 }
 
 // safeRelPath reports whether an escaped relative path from a server's link
-// stays below the API root however a proxy decodes it: no empty, "." or
-// ".." segment, and no escaped "/" or "\\", escaped or not.
+// stays below the API root however a proxy decodes it: no empty segment,
+// and none that segmentProblem refuses.
 func safeRelPath(rel string) bool {
 	if rel == "" {
 		return false
 	}
 	for _, seg := range strings.Split(rel, "/") {
-		s, err := url.PathUnescape(seg)
-		if err != nil || s == "" || s == "." || s == ".." || strings.ContainsAny(s, "/\\") {
+		if seg == "" || segmentProblem(seg) != "" {
 			return false
 		}
 	}
 	return true
+}
+
+// segmentProblem says why an escaped path segment could take a path
+// elsewhere once a server or proxy decodes it, or "": a malformed escape,
+// "." or "..", or an escaped "/" or "\". Next links and Client.Do's paths
+// are both held to it.
+func segmentProblem(seg string) string {
+	plain, err := url.PathUnescape(seg)
+	switch {
+	case err != nil:
+		return "holds a malformed escape"
+	case plain == "." || plain == "..":
+		return "must not hold . or .. segments"
+	case strings.ContainsAny(plain, "/\\"):
+		return `must not hold an escaped "/" or "\"`
+	}
+	return ""
 }
 
 // withQuery is u with its query replaced.

@@ -75,10 +75,16 @@ func get(h http.Header, canonicalKey string) string {
 	return ""
 }
 
+// noRateLimit is what an answer without rate-limit headers says: every
+// count -1, as RateLimit documents.
+func noRateLimit() RateLimit {
+	return RateLimit{Limit: -1, Remaining: -1, FillRate: -1, RetryAfter: -1}
+}
+
 // rateLimitOf reads the rate-limit headers of an answer received at now;
 // ok is false when there are none.
 func rateLimitOf(h http.Header, now time.Time) (rl RateLimit, ok bool) {
-	rl.Limit, rl.Remaining, rl.FillRate, rl.RetryAfter = -1, -1, -1, -1
+	rl = noRateLimit()
 	if !hasRateLimitHeader(h) {
 		return rl, false
 	}

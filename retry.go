@@ -68,14 +68,15 @@ func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, erro
 func (cl *call) afterAttempt(resp *http.Response, err error) (bool, error) {
 	cl.n++
 	now := time.Now()
-	cl.hasRL = false
+	cl.rl = noRateLimit() // the last answer's, or none for no answer
 	var serverWait time.Duration
 	if resp != nil {
 		if resp.StatusCode < 200 || resp.StatusCode > 299 {
 			bufferBody(resp)
 			serverWait, _ = retryAfter(resp.Header, now)
 		}
-		if cl.rl, cl.hasRL = rateLimitOf(resp.Header, now); cl.hasRL {
+		var sent bool
+		if cl.rl, sent = rateLimitOf(resp.Header, now); sent {
 			cl.reportRateLimit(cl.rl)
 		}
 	}
