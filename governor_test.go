@@ -459,3 +459,32 @@ func TestRateLimitHookSeesPolicies(t *testing.T) {
 	assert.WithinRange(t, ps[1].Reset, before.Add(20*time.Minute-time.Second), time.Now().Add(20*time.Minute+time.Second))
 	assert.Equal(t, servicedesk.RateLimitPolicy{Name: "tenant-app-quota", Quota: 5000, Window: time.Hour, Remaining: 4000, Reset: ps[2].Reset, Beta: true}, ps[2])
 }
+
+// TestSlotWaitersSeeAPauseSetMeanwhile: requests the limiter let through
+// that then queue for a slot on the wire (here there is one) are checked
+// again once they have it: the 429 that came back meanwhile paused their
+// endpoint, so they fail unsent instead of each earning a 429 of its own.
+func TestSlotWaitersSeeAPauseSetMeanwhile(t *testing.T) {
+	t.Parallel()
+	srv := servicedesktest.NewServer(servicedesktest.WithBurstLimit(servicedesktest.BurstLimit{
+		Method: "POST", Path: "/rest/servicedeskapi/servicedesk/*/customer", Requests: 2, Window: time.Hour,
+	}))
+	t.Cleanup(srv.Close)
+	c := fakeClient(t, srv, servicedesk.WithMaxInFlight(1))
+	add := adder(srv, c)
+	var wg sync.WaitGroup
+	var unsent atomic.Int32
+	for i := 0; i < 16; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var apiErr *servicedesk.Error
+			if err := add(); errors.As(err, &apiErr) && apiErr.Attempts == 0 {
+				unsent.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	assert.Equal(t, map[int]int{204: 2, 429: 1}, statuses(srv), "one 429; the waiters saw its pause")
+	assert.Equal(t, int32(13), unsent.Load())
+}

@@ -180,7 +180,10 @@ func TestWithTimeoutBoundsEachAttempt(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body) // so the server notices the client hanging up
 		if n.Add(1) == 1 {
-			<-r.Context().Done() // the first attempt hangs
+			select { // the first attempt hangs, for as long as a test may
+			case <-r.Context().Done():
+			case <-time.After(5 * time.Second):
+			}
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
@@ -189,7 +192,8 @@ func TestWithTimeoutBoundsEachAttempt(t *testing.T) {
 	c, err := servicedesk.NewClient(srv.URL, servicedesk.WithHTTPClient(&http.Client{}),
 		servicedesk.WithTimeout(500*time.Millisecond), servicedesk.WithRetryWait(time.Millisecond, time.Millisecond))
 	require.NoError(t, err)
-	require.NoError(t, addOne(c, context.Background()), "the retry succeeds")
+	within(t, 10*time.Second, func() { err = addOne(c, context.Background()) })
+	require.NoError(t, err, "the retry succeeds")
 	assert.Equal(t, int32(2), n.Load())
 
 	_, err = servicedesk.NewClient(srv.URL, servicedesk.WithTimeout(-time.Second))
@@ -204,12 +208,31 @@ func TestTimeoutCoversReadingTheBody(t *testing.T) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"size":0,"values":[`))
 		w.(http.Flusher).Flush()
-		<-r.Context().Done() // the rest never comes
+		select { // the rest never comes, for as long as a test may
+		case <-r.Context().Done():
+		case <-time.After(5 * time.Second):
+		}
 	}))
 	t.Cleanup(srv.Close)
 	c, err := servicedesk.NewClient(srv.URL, servicedesk.WithTimeout(100*time.Millisecond), servicedesk.WithMaxRetries(0))
 	require.NoError(t, err)
-	_, err = c.Customers.List(context.Background(), "1", nil)
+	within(t, 10*time.Second, func() { _, err = c.Customers.List(context.Background(), "1", nil) })
 	require.ErrorIs(t, err, servicedesk.ErrInvalidResponse)
 	assert.ErrorContains(t, err, "attempt timed out after 100ms (WithTimeout)")
+}
+
+// within runs f, failing the test if it has not returned after d: a
+// timeout that no longer fires fails the test instead of hanging the suite.
+func within(t *testing.T, d time.Duration, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	select {
+	case <-done:
+	case <-time.After(d):
+		t.Fatalf("still running after %v", d)
+	}
 }
