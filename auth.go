@@ -30,21 +30,21 @@ type authenticator interface {
 // staticAuth sends the same Authorization header every time: Basic, or a
 // bearer token. The header's value is built once.
 type staticAuth struct {
-	header []string // the Authorization header's value
+	header string   // the Authorization header's value
 	secret []string // what to redact
 }
 
 func newBasicAuth(user, password string) staticAuth {
 	encoded := base64.StdEncoding.EncodeToString([]byte(user + ":" + password))
-	return staticAuth{header: []string{"Basic " + encoded}, secret: []string{password, encoded}}
+	return staticAuth{header: "Basic " + encoded, secret: []string{password, encoded}}
 }
 
 func newBearerAuth(token string) staticAuth {
-	return staticAuth{header: []string{"Bearer " + token}, secret: []string{token}}
+	return staticAuth{header: "Bearer " + token, secret: []string{token}}
 }
 
 func (a staticAuth) authenticate(req *http.Request) error {
-	req.Header["Authorization"] = a.header
+	req.Header["Authorization"] = []string{a.header}
 	return nil
 }
 
@@ -122,6 +122,28 @@ func redact(a authenticator, s string) string {
 	return jwtPattern.ReplaceAllString(s, "[REDACTED]")
 }
 
+// redactHeader is redact for a value from an answer's headers (a request
+// id, a rate-limit reason): a server may echo a credential anywhere.
+func (c *Client) redactHeader(v string) string { return redact(c.auth, v) }
+
+// redactRateLimit redacts what an answer's rate-limit headers said in
+// words: the reason and the policy names.
+func (c *Client) redactRateLimit(rl RateLimit) RateLimit {
+	if c.auth == nil {
+		return rl
+	}
+	rl.Reason = redact(c.auth, rl.Reason)
+	if len(rl.Policies) > 0 {
+		ps := make([]RateLimitPolicy, len(rl.Policies))
+		for i, p := range rl.Policies {
+			p.Name = redact(c.auth, p.Name)
+			ps[i] = p
+		}
+		rl.Policies = ps
+	}
+	return rl
+}
+
 // echoedForms are the ways a secret can appear in a server's answer.
 func echoedForms(secret string) []string {
 	forms := []string{secret}
@@ -150,7 +172,7 @@ func unauthorizedHint(a authenticator, cloud bool) (hint string, scoped bool) {
 	case nil:
 		return "no credentials were sent: give NewClient WithBasicAuth, WithBearerToken, WithTokenSource or WithConnectJWT", false
 	case staticAuth:
-		if strings.HasPrefix(a.header[0], "Basic ") {
+		if strings.HasPrefix(a.header, "Basic ") {
 			if cloud {
 				return "Jira Cloud's Basic auth takes the account's email and an API token (id.atlassian.com, Security, API tokens), not its password: check both, and that the token has not expired or been revoked", false
 			}

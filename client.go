@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
@@ -24,7 +25,7 @@ type Client struct {
 
 	base        *url.URL // scheme and host of the site; Path without trailing "/"
 	retry       *retryablehttp.Client
-	userAgent   []string // the User-Agent header's value
+	userAgent   string
 	logger      *slog.Logger
 	auth        authenticator // for redaction; requests get credentials in transport
 	connect     bool          // authenticates as a Connect app
@@ -36,9 +37,11 @@ type Client struct {
 	retryWaitMax time.Duration
 	timeout      time.Duration // per attempt; 0: none
 
-	limiter   RateLimiter
-	slots     inFlight      // bounds the requests on the wire
-	limitWait time.Duration // the longest wait for the limiter or a Retry-After
+	limiter     RateLimiter
+	slots       inFlight      // bounds the requests on the wire
+	maxInFlight int           // WithMaxInFlight's bound; 0: adaptive (slotLimit)
+	latencyNS   atomic.Int64  // moving average of the time to an answer
+	limitWait   time.Duration // the longest wait for the limiter or a Retry-After
 
 	hooks Hooks
 
@@ -97,7 +100,7 @@ func newClient(where, field string, base *url.URL, cfg config) (*Client, error) 
 	c := &Client{
 		connect:      isConnect,
 		base:         base,
-		userAgent:    []string{cfg.userAgent},
+		userAgent:    cfg.userAgent,
 		logger:       cfg.logger,
 		auth:         cfg.auth,
 		onRateLimit:  cfg.onRateLimit,
@@ -107,7 +110,7 @@ func newClient(where, field string, base *url.URL, cfg config) (*Client, error) 
 		retryWaitMax: cfg.retryWaitMax,
 		timeout:      cfg.attemptTimeout(),
 		limiter:      cfg.limiter,
-		slots:        make(inFlight, cfg.maxInFlight),
+		maxInFlight:  cfg.maxInFlight,
 		limitWait:    cfg.rateLimitWait(),
 		hooks:        cfg.hooks,
 	}
@@ -136,7 +139,7 @@ type request struct {
 	endpoint Endpoint // method and path template, for the rate limiter
 	body     []byte
 	// contentType is the body's; JSON unless said otherwise.
-	contentType []string
+	contentType string
 	// expect is how a 2xx body that is decoded must open: '{' for an
 	// object (every answer of the servicedeskapi), '[' for an array, 0 for
 	// any JSON value.
@@ -210,41 +213,44 @@ func (c *Client) do(ctx context.Context, r *request, v any) error {
 		return fmt.Errorf("%w: %s %s: Atlassian Connect apps cannot %s (the operation's Connect scope is %s); use a user's credentials",
 			ErrForbidden, r.method, r.url.EscapedPath(), r.needs.action, connectInaccessible)
 	}
-	cl := &call{Context: ctx, c: c, r: r, start: time.Now()}
+	cl := &call{c: c, r: r, start: time.Now()}
 	if c.onRateLimit != nil && c.prefetch {
 		cl.sink, _ = ctx.Value(rateLimitSinkKey{}).(*rateLimitSink)
 	}
 	if h := c.hooks.CallStart; h != nil {
 		if hctx := h(ctx, cl.info()); hctx != nil {
-			cl.Context = hctx
+			ctx = hctx
 		}
 	}
+	cl.ctx = context.WithValue(ctx, callKey{}, cl)
 	err := cl.run(v)
 	cl.finish(err)
 	return err
 }
 
-// run makes the call: its attempts, then the answer.
+// run makes the call: its attempts, then the answer. Whatever way it
+// leaves, a hook's panic included, the call's slot, limiter turn and
+// answer are given back.
 func (cl *call) run(v any) error {
-	if err := cl.Context.Err(); err != nil {
+	if err := cl.ctx.Err(); err != nil {
 		return cl.transportError(err)
 	}
+	defer cl.release()
 	if err := cl.admit(); err != nil {
 		return cl.refused(err)
 	}
-	defer cl.disarm()
 	resp, err := cl.c.retry.Do(cl.newHTTPRequest())
 	cl.settle(nil, 0) // when retryablehttp stopped before an attempt it was admitted to
 	if err != nil {
-		if resp != nil {
+		if resp != nil && resp != cl.resp {
 			closeBody(resp.Body)
 		}
 		return cl.transportError(err)
 	}
-	defer closeBody(resp.Body)
+	cl.resp = resp // closed by release
 
 	r := cl.r
-	cl.status, cl.requestID = resp.StatusCode, get(resp.Header, hRequestID)
+	cl.status, cl.requestID = resp.StatusCode, cl.c.redactHeader(get(resp.Header, hRequestID))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return cl.apiError(resp)
 	}
@@ -253,14 +259,17 @@ func (cl *call) run(v any) error {
 	}
 	opts := decodeOptions
 	if r.userTypes {
-		if resp.StatusCode == http.StatusNoContent || resp.ContentLength == 0 {
+		if resp.StatusCode == http.StatusNoContent || resp.ContentLength == 0 || r.method == http.MethodHead {
 			return nil // nothing to decode; v is left as it is
 		}
 		opts = userTypeOptions
 	}
 	if err := decodeJSON(resp, v, r.expect, opts); err != nil {
-		if ctxErr := cl.Context.Err(); ctxErr != nil {
-			return fmt.Errorf("servicedesk: %s %s: %w", r.method, r.url.EscapedPath(), ctxErr)
+		if ctxErr := cl.ctx.Err(); ctxErr != nil {
+			return fmt.Errorf("servicedesk: %s %s: reading the answer: %w", r.method, r.url.EscapedPath(), ctxErr)
+		}
+		if terr, ok := cl.attemptTimedOut(err); ok {
+			return fmt.Errorf("servicedesk: %s %s: reading the answer: %w", r.method, r.url.EscapedPath(), terr)
 		}
 		return fmt.Errorf("%w: %s %s: %d answer: %w", ErrInvalidResponse, r.method, r.url.EscapedPath(), resp.StatusCode, err)
 	}
@@ -293,36 +302,32 @@ func (cl *call) apiError(resp *http.Response) *Error {
 	return e
 }
 
-// Header values shared by every request. http.Header maps them by
-// reference; nothing below the SDK writes into a value slice (Set and Add
-// replace or grow it), so sharing saves an allocation per header.
-var (
-	jsonValue  = []string{"application/json"}
-	optInValue = []string{"opt-in"}
-)
-
-// newHTTPRequest builds the request every attempt sends; its context is
-// the call itself.
+// newHTTPRequest builds the request every attempt sends, in the call's
+// context. Each request gets header values of its own: a transport may
+// write into them.
 func (cl *call) newHTTPRequest() *retryablehttp.Request {
 	r := cl.r
 	h := make(http.Header, 5)
-	h["Accept"] = jsonValue
-	h["User-Agent"] = cl.c.userAgent
+	h["Accept"] = []string{"application/json"}
+	h["User-Agent"] = []string{cl.c.userAgent}
 	if r.experimental {
-		h["X-Experimentalapi"] = optInValue
+		h["X-Experimentalapi"] = []string{"opt-in"}
 	}
 	// The URL is already built: hand it over rather than render and parse
 	// it again, as http.NewRequest would.
-	hr := new(http.Request).WithContext(cl)
-	hr.Method = r.method
-	hr.URL = r.url
-	hr.Proto, hr.ProtoMajor, hr.ProtoMinor = "HTTP/1.1", 1, 1
-	hr.Header = h
-	hr.Host = r.url.Host
+	hr := (&http.Request{
+		Method:     r.method,
+		URL:        r.url,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     h,
+		Host:       r.url.Host,
+	}).WithContext(cl.ctx)
 	if r.body != nil {
-		h["Content-Type"] = jsonValue
-		if r.contentType != nil {
-			h["Content-Type"] = r.contentType
+		h["Content-Type"] = []string{"application/json"}
+		if r.contentType != "" {
+			h["Content-Type"] = []string{r.contentType}
 		}
 		// beforeAttempt gives every attempt a fresh reader over the body.
 		hr.ContentLength = int64(len(r.body))
@@ -340,8 +345,13 @@ func (cl *call) transportError(err error) error {
 	if cl.n > 0 && !cl.r.idempotent && cl.r.unsure != "" && mayHaveArrived(err) {
 		hint = "; " + cl.r.unsure
 	}
-	if ctxErr := cl.Context.Err(); ctxErr != nil {
+	if ctxErr := cl.ctx.Err(); ctxErr != nil {
 		err = ctxErr
+	} else if terr, ok := cl.attemptTimedOut(err); ok {
+		err = terr
+	}
+	if cl.n > 1 {
+		hint += fmt.Sprintf("; gave up after %d attempts", cl.n)
 	}
 	err = fmt.Errorf("servicedesk: %s %s: %w%s", cl.r.method, cl.r.url.EscapedPath(), stripURLError(err), hint)
 	if msg := redact(cl.c.auth, err.Error()); msg != err.Error() {

@@ -168,27 +168,27 @@ func (cl *call) reportRateLimit(rl RateLimit) {
 func (cl *call) attemptEnded(resp *http.Response, err error, now time.Time, retry bool) {
 	l, hook := cl.c.logger, cl.c.hooks.Attempt
 	if l == nil && hook == nil {
-		cl.waitedSince = 0
 		return
 	}
 	a := AttemptInfo{
 		CallInfo:  cl.info(),
 		Attempt:   cl.n,
 		Duration:  now.Sub(cl.attemptStart),
-		Waited:    cl.waitedSince,
+		Waited:    cl.attemptWaited,
 		RateLimit: cl.rl,
 		Retry:     retry,
 	}
-	cl.waitedSince = 0
 	if resp != nil {
-		a.StatusCode, a.RequestID, a.Class = resp.StatusCode, get(resp.Header, hRequestID), classOfStatus(resp.StatusCode)
+		a.StatusCode, a.RequestID, a.Class = resp.StatusCode, cl.c.redactHeader(get(resp.Header, hRequestID)), classOfStatus(resp.StatusCode)
 	} else {
-		a.Err, a.Class = &redactedError{msg: cl.c.errorText(err), err: err}, ClassOf(err)
+		// Without the *url.Error, whose text and URL hold the query.
+		inner := stripURLError(err)
+		a.Err, a.Class = &redactedError{msg: cl.c.errorText(inner), err: inner}, ClassOf(err)
 	}
 	if hook != nil {
-		hook(cl, a)
+		hook(cl.ctx, a)
 	}
-	if l == nil || !l.Enabled(cl, slog.LevelDebug) {
+	if l == nil || !l.Enabled(cl.ctx, slog.LevelDebug) {
 		return
 	}
 	attrs := []slog.Attr{
@@ -213,14 +213,14 @@ func (cl *call) attemptEnded(resp *http.Response, err error, now time.Time, retr
 	if a.Err != nil {
 		attrs = append(attrs, slog.String("error", a.Err.Error()))
 	}
-	l.LogAttrs(cl, slog.LevelDebug, "servicedesk: attempt", attrs...)
+	l.LogAttrs(cl.ctx, slog.LevelDebug, "servicedesk: attempt", attrs...)
 }
 
 // logRetry logs a retry at Warn level: something went wrong, and the
 // client is dealing with it.
 func (cl *call) logRetry(reason string, wait time.Duration) {
 	if l := cl.c.logger; l != nil {
-		l.LogAttrs(cl, slog.LevelWarn, "servicedesk: retrying",
+		l.LogAttrs(cl.ctx, slog.LevelWarn, "servicedesk: retrying",
 			slog.String("op", cl.r.op),
 			slog.String("method", cl.r.method),
 			slog.String("path", cl.r.url.EscapedPath()),
@@ -250,10 +250,10 @@ func (cl *call) finish(err error) {
 		if errors.As(err, &apiErr) && apiErr.RetryAfter > 0 {
 			attrs = append(attrs, slog.Duration("retry_after", apiErr.RetryAfter))
 		}
-		l.LogAttrs(cl, slog.LevelError, "servicedesk: gave up", attrs...)
+		l.LogAttrs(cl.ctx, slog.LevelError, "servicedesk: gave up", attrs...)
 	}
 	if hook := cl.c.hooks.CallEnd; hook != nil {
-		hook(cl, CallResult{
+		hook(cl.ctx, CallResult{
 			CallInfo:   cl.info(),
 			Attempts:   cl.n,
 			StatusCode: cl.status,

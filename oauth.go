@@ -213,7 +213,7 @@ const connectAuthServer = "https://oauth-2-authorization-server.services.atlassi
 // context.
 const grantTimeout = 30 * time.Second
 
-var formValue = []string{"application/x-www-form-urlencoded"}
+const formContentType = "application/x-www-form-urlencoded"
 
 func (s *connectUserSource) Token() (*oauth2.Token, error) {
 	s.mu.Lock()
@@ -241,7 +241,7 @@ func (s *connectUserSource) Token() (*oauth2.Token, error) {
 	defer cancel()
 	// A grant may be repeated: a second one only issues another token.
 	r := &request{op: "ConnectUserTokenSource", method: http.MethodPost, url: s.tokenURL,
-		body: []byte(form.Encode()), contentType: formValue, expect: '{', idempotent: true,
+		body: []byte(form.Encode()), contentType: formContentType, expect: '{', idempotent: true,
 		endpoint: Endpoint{Method: http.MethodPost, Path: s.tokenURL.EscapedPath()}}
 	var body struct {
 		AccessToken string         `json:"access_token"`

@@ -18,9 +18,16 @@ const (
 )
 
 // DefaultMaxInFlight is how many requests a Client has on the wire at once
-// unless [WithMaxInFlight] says otherwise: Atlassian asks apps to keep to
-// 5–10.
+// unless [WithMaxInFlight] says otherwise, while nothing is known of the
+// endpoint's rate limit: Atlassian asks apps to keep to 5–10. Once the
+// client paces an endpoint, the bound grows with the latency it observes,
+// to what that pace needs (up to 64), so that a slow server does not hold
+// a bulk job below the limit.
 const DefaultMaxInFlight = 8
+
+// DefaultRateLimitWait is how long a call may wait on rate limits unless
+// [WithRateLimitWait] says otherwise.
+const DefaultRateLimitWait = 30 * time.Second
 
 // An Option configures a [Client] in [NewClient]. Options check their input;
 // an invalid one makes NewClient fail with an error wrapping [ErrInvalidInput].
@@ -53,14 +60,13 @@ type config struct {
 	hooks        Hooks
 }
 
-// rateLimitWait is the longest a call waits for the rate limiter or a
-// server's Retry-After: WithRateLimitWait's, else the retry policy's
-// longest wait.
+// rateLimitWait is the longest a call waits on rate limits:
+// WithRateLimitWait's, else DefaultRateLimitWait.
 func (c *config) rateLimitWait() time.Duration {
 	if c.limitWait != nil {
 		return *c.limitWait
 	}
-	return c.retryWaitMax
+	return DefaultRateLimitWait
 }
 
 // attemptTimeout is what bounds each attempt: WithTimeout's, else the
@@ -81,7 +87,6 @@ func defaultConfig() config {
 		retryWaitMin: DefaultRetryWaitMin,
 		retryWaitMax: DefaultRetryWaitMax,
 		userAgent:    defaultUserAgent,
-		maxInFlight:  DefaultMaxInFlight,
 	}
 }
 
