@@ -122,21 +122,18 @@ func redact(a authenticator, s string) string {
 	return jwtPattern.ReplaceAllString(s, "[REDACTED]")
 }
 
-// redactHeader is redact for a value from an answer's headers (a request
-// id, a rate-limit reason): a server may echo a credential anywhere.
-func (c *Client) redactHeader(v string) string { return redact(c.auth, v) }
-
 // redactRateLimit redacts what an answer's rate-limit headers said in
-// words: the reason and the policy names.
-func (c *Client) redactRateLimit(rl RateLimit) RateLimit {
-	if c.auth == nil {
+// words, the reason and the policy names: a server may echo a credential
+// in any header.
+func redactRateLimit(a authenticator, rl RateLimit) RateLimit {
+	if a == nil {
 		return rl
 	}
-	rl.Reason = redact(c.auth, rl.Reason)
+	rl.Reason = redact(a, rl.Reason)
 	if len(rl.Policies) > 0 {
 		ps := make([]RateLimitPolicy, len(rl.Policies))
 		for i, p := range rl.Policies {
-			p.Name = redact(c.auth, p.Name)
+			p.Name = redact(a, p.Name)
 			ps[i] = p
 		}
 		rl.Policies = ps

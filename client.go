@@ -250,7 +250,7 @@ func (cl *call) run(v any) error {
 	cl.resp = resp // closed by release
 
 	r := cl.r
-	cl.status, cl.requestID = resp.StatusCode, cl.c.redactHeader(get(resp.Header, hRequestID))
+	cl.status, cl.requestID = resp.StatusCode, redact(cl.c.auth, get(resp.Header, hRequestID))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return cl.apiError(resp)
 	}
@@ -279,7 +279,7 @@ func (cl *call) run(v any) error {
 // apiError is the *Error of the call's last answer.
 func (cl *call) apiError(resp *http.Response) *Error {
 	r := cl.r
-	e := newError(resp, r.method, r.url, time.Now())
+	e := newError(resp, r.method, r.url, time.Now(), cl.c.auth)
 	e.Attempts = cl.n
 	if cl.refusal != nil {
 		// The limiter would not let a retry out in time: its wait is the
@@ -298,7 +298,6 @@ func (cl *call) apiError(resp *http.Response) *Error {
 	case e.StatusCode >= 500 && !r.idempotent:
 		e.Hint = r.unsure
 	}
-	e.redact(cl.c.auth)
 	return e
 }
 

@@ -185,26 +185,33 @@ type errorBody struct {
 // newError builds the *Error of a non-2xx answer to method u and consumes
 // its body (at most maxErrorBody is read). Method and URL come from the
 // request the SDK sent, not from resp.Request, which a transport need not
-// set. now anchors X-RateLimit-Reset.
-func newError(resp *http.Response, method string, u *url.URL, now time.Time) *Error {
+// set. now anchors X-RateLimit-Reset. Whatever the server sent, headers
+// and body, has a's credentials redacted before anything is made of it:
+// a message cut short must not keep the start of a secret.
+func newError(resp *http.Response, method string, u *url.URL, now time.Time, a authenticator) *Error {
 	e := &Error{
 		StatusCode: resp.StatusCode,
 		Method:     method,
 		URL:        redactedURL(u),
-		RequestID:  get(resp.Header, hRequestID),
+		RequestID:  redact(a, get(resp.Header, hRequestID)),
 	}
 	e.RetryAfter, _ = retryAfter(resp.Header, now)
 	e.RateLimit, _ = rateLimitOf(resp.Header, now)
+	e.RateLimit = redactRateLimit(a, e.RateLimit)
 	if resp.Body != nil {
 		e.Body, _ = io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	}
+	if body := redact(a, string(e.Body)); body != string(e.Body) {
+		e.Body = []byte(body)
+	}
 	e.parseBody(get(resp.Header, "Content-Type"))
+	e.redact(a)
 	return e
 }
 
-// redact removes the client's credentials from everything the server sent,
-// should it have echoed them: messages, field names, the i18n key and the
-// body.
+// redact removes the client's credentials from what was parsed from the
+// body (messages, field names, the i18n key), in case JSON escapes hid
+// them from the redaction of the body itself.
 func (e *Error) redact(a authenticator) {
 	if a == nil {
 		return
@@ -220,9 +227,6 @@ func (e *Error) redact(a authenticator) {
 			fields[redact(a, k)] = redact(a, v)
 		}
 		e.Errors = fields
-	}
-	if body := redact(a, string(e.Body)); body != string(e.Body) {
-		e.Body = []byte(body)
 	}
 }
 

@@ -31,7 +31,7 @@ func FuzzErrorBody(f *testing.F) {
 			Header:     http.Header{"Content-Type": {contentType}, "Retry-After": {string(body[:min(len(body), 8)])}},
 			Body:       io.NopCloser(bytes.NewReader(body)),
 		}
-		e := newError(resp, http.MethodGet, u, time.Now())
+		e := newError(resp, http.MethodGet, u, time.Now(), nil)
 		msg := e.Error()
 		if !strings.HasPrefix(msg, "servicedesk: GET /rest/servicedeskapi/customer: ") {
 			t.Fatalf("Error() = %q", msg)

@@ -179,7 +179,7 @@ func (cl *call) attemptEnded(resp *http.Response, err error, now time.Time, retr
 		Retry:     retry,
 	}
 	if resp != nil {
-		a.StatusCode, a.RequestID, a.Class = resp.StatusCode, cl.c.redactHeader(get(resp.Header, hRequestID)), classOfStatus(resp.StatusCode)
+		a.StatusCode, a.RequestID, a.Class = resp.StatusCode, redact(cl.c.auth, get(resp.Header, hRequestID)), classOfStatus(resp.StatusCode)
 	} else {
 		// Without the *url.Error, whose text and URL hold the query.
 		inner := stripURLError(err)

@@ -80,7 +80,7 @@ func (cl *call) afterAttempt(resp *http.Response, err error) (bool, error) {
 			serverWait, _ = retryAfter(resp.Header, now)
 		}
 		if cl.rl, announced = rateLimitOf(resp.Header, now); announced {
-			cl.rl = cl.c.redactRateLimit(cl.rl)
+			cl.rl = redactRateLimit(cl.c.auth, cl.rl)
 		}
 	}
 	// The limiter learns (a pause, say) and the slot frees before any

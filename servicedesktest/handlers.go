@@ -25,7 +25,9 @@ type principal struct {
 	app  string
 }
 
-// ServeHTTP answers the Customer API; everything else is 404.
+// ServeHTTP answers the Customer API, Jira's user search
+// (/rest/api/{2,3}/user/search) and the act-as-user token endpoint
+// ([Server.TokenURL]); everything else is 404.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.latency > 0 {
 		t := time.NewTimer(s.latency)
@@ -52,12 +54,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.writeError(sw, http.StatusTooManyRequests, "Rate limit exceeded.", "sd.error.rate.limit")
 		return
 	}
+	s.returned = 0
 	if !s.admit(sw, r, path, now) {
 		return
 	}
-	s.returned = 0
 	s.route(sw, r)
-	s.charge(s.returned)
 }
 
 // route answers r from the server's state.
@@ -91,22 +92,28 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// statusWriter remembers the status written.
+// statusWriter remembers the status written, and runs beforeHeader just
+// before the headers go out.
 type statusWriter struct {
 	http.ResponseWriter
-	status int
+	status       int
+	beforeHeader func()
 }
 
 func (w *statusWriter) WriteHeader(status int) {
 	if w.status == 0 {
 		w.status = status
+		if f := w.beforeHeader; f != nil {
+			w.beforeHeader = nil
+			f()
+		}
 	}
 	w.ResponseWriter.WriteHeader(status)
 }
 
 func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
-		w.status = http.StatusOK
+		w.WriteHeader(http.StatusOK)
 	}
 	return w.ResponseWriter.Write(b)
 }

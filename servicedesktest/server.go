@@ -225,7 +225,7 @@ func NewServer(opts ...Option) *Server {
 		s.srv.Listener.Close()
 		s.srv.Listener = l
 	}
-	s.limits.epoch = time.Now()
+	s.limits.epoch = time.Now().Truncate(time.Second) // fixed windows end on whole seconds
 	s.srv.Start()
 	s.URL = s.srv.URL + s.contextPath
 	if s.publicURL == "" {
