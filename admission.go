@@ -143,11 +143,11 @@ func (c *Client) slotLimit(b *bucket) int {
 	if !ok || b == nil {
 		return n
 	}
-	r := min(b.lim.Limit(), g.global.Limit())
-	if r == rate.Inf || r <= 0 {
-		return n
+	r := min(b.pace(), float64(g.global.Limit()))
+	if r >= float64(rate.Inf) || r <= 0 {
+		return n // unpaced
 	}
-	need := math.Ceil(float64(r)*c.latency().Seconds()*1.5) + 1
+	need := math.Ceil(r*c.latency().Seconds()*1.5) + 1
 	return int(min(max(float64(n), need), maxAutoInFlight))
 }
 

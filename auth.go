@@ -178,8 +178,11 @@ func unauthorizedHint(a authenticator, cloud bool) (hint string, scoped bool) {
 		if cloud {
 			return "the bearer token was refused: an OAuth 2.0 token may have expired or been revoked, or lack a scope, and works only through CloudGatewayURL; a personal access token works only on Data Center", true
 		}
-		return "the bearer token was refused: a personal access token may be mistyped, expired or revoked", true
+		return "the bearer token was refused: a personal access token may be mistyped, expired or revoked", false
 	case *tokenSourceAuth:
+		if _, actAsUser := a.ts.(connectUserTokens); actAsUser {
+			return "the act-as-user access token was refused: it may have expired early or been revoked; check that the app still has the ACT_AS_USER scope and the user still exists", false
+		}
 		return "the OAuth 2.0 access token was refused: it may have been revoked, or lack a scope the operation needs", true
 	case *connectAuth:
 		return "the Connect JWT was refused: check the app key and the shared secret (from the latest installed lifecycle payload: reinstalling changes it) and this machine's clock (each JWT is valid for 3 minutes from its iat)", false

@@ -281,24 +281,47 @@ func (cl *call) apiError(resp *http.Response) *Error {
 	r := cl.r
 	e := newError(resp, r.method, r.url, time.Now(), cl.c.auth)
 	e.Attempts = cl.n
-	if cl.refusal != nil {
-		// The limiter would not let a retry out in time: its wait is the
-		// one that counts.
-		e.RetryAfter = max(e.RetryAfter, cl.refusal.RetryAfter)
-	}
+	var hints []string
 	switch {
 	case e.StatusCode == http.StatusUnauthorized:
-		var scoped bool
-		e.Hint, scoped = unauthorizedHint(cl.c.auth, isCloud(cl.c.base.Hostname()))
+		hint, scoped := unauthorizedHint(cl.c.auth, isCloud(cl.c.base.Hostname()))
+		hints = append(hints, hint)
 		if scoped && r.needs.action != "" {
-			e.Needs = r.needs.String()
+			e.Needs = r.needs.forAuth(cl.c.auth, isCloud(cl.c.base.Hostname()))
 		}
 	case e.StatusCode == http.StatusForbidden && r.needs.action != "":
-		e.Needs = r.needs.String()
+		e.Needs = r.needs.forAuth(cl.c.auth, isCloud(cl.c.base.Hostname()))
 	case e.StatusCode >= 500 && !r.idempotent:
-		e.Hint = r.unsure
+		hints = append(hints, r.unsure)
 	}
+	switch {
+	case cl.refusal != nil:
+		// The limiter would not let a retry out in time: its wait is the
+		// one that counts, and its reason is said apart from the server's
+		// message.
+		e.RetryAfter = max(e.RetryAfter, cl.refusal.RetryAfter)
+		hints = append(hints, "not retried: "+strings.TrimPrefix(cl.refusal.Message, "not sent: "))
+	case cl.tooLong > 0:
+		hints = append(hints, fmt.Sprintf("not retried: the server asked to wait %v; WithRateLimitWait allows %v a call, %v of it left",
+			cl.tooLong.Round(time.Millisecond), cl.c.limitWait, max(0, cl.c.limitWait-cl.limitWaited).Round(time.Millisecond)))
+	}
+	e.Hint = joinHints(hints)
 	return e
+}
+
+// joinHints joins what the SDK has to say about an error, skipping "".
+func joinHints(hints []string) string {
+	var b strings.Builder
+	for _, h := range hints {
+		if h == "" {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(h)
+	}
+	return b.String()
 }
 
 // newHTTPRequest builds the request every attempt sends, in the call's

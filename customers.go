@@ -290,14 +290,18 @@ func (s *CustomersService) changeDesk(ctx context.Context, method, where string,
 	return s.client.do(ctx, r, nil)
 }
 
-// validDeskID refuses a service desk id that is empty or that escaping
-// cannot keep inside its path segment ("." and ".." are resolved by servers).
+// validDeskID refuses a service desk id that is empty, or that cannot be a
+// desk's id ("1") or project key ("HELP"): something pasted from a URL, a
+// path, or what escaping cannot keep inside its path segment ("." and
+// ".." are resolved by servers).
 func validDeskID(where, id string) error {
-	switch strings.TrimSpace(id) {
-	case "":
+	switch {
+	case strings.TrimSpace(id) == "":
 		return invalidInput(where, "serviceDeskID", "must not be empty")
-	case ".", "..":
-		return invalidInput(where, "serviceDeskID", fmt.Sprintf("%q is not a service desk id or project key", id))
+	case id == "." || id == ".." || !utf8.ValidString(id) ||
+		strings.ContainsFunc(id, func(r rune) bool { return r <= ' ' || r == 0x7f || strings.ContainsRune(`/\?#;%`, r) }):
+		return invalidInput(where, "serviceDeskID", fmt.Sprintf(
+			"%q is not a service desk id or project key: pass the desk's id (\"1\") or its project key (\"HELP\"), not a URL or a path", id))
 	}
 	return nil
 }

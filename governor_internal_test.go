@@ -2,7 +2,10 @@ package servicedesk
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,8 +20,11 @@ func TestPacingStaysBelowTheLimit(t *testing.T) {
 		r, b := float64(paceRate(n)), float64(paceBurst(n))
 		assert.GreaterOrEqual(t, b, 1.0, "n=%v", n)
 		if n >= 10 {
-			assert.Less(t, r+b, n, "n=%v: one window never holds the whole limit", n)
+			assert.LessOrEqual(t, r+b, n-1, "n=%v: one window holds a request less than the limit", n)
 			assert.GreaterOrEqual(t, r, 0.8*n, "n=%v", n)
+			if n >= 20 {
+				assert.GreaterOrEqual(t, r, 0.9*n, "n=%v: close to the limit", n)
+			}
 		} else {
 			// Below 2 a second the bucket holds one token and refills it
 			// in 1/r ≥ 1 s: one request a window at most.
@@ -56,8 +62,9 @@ func TestQuota429(t *testing.T) {
 }
 
 // TestUnannouncedBurstCutsThenRecovers: a 429 that says nothing of the
-// limit lowers the endpoint's rate; 2xx answers bring it back, slowly, to
-// where it was.
+// limit lowers the endpoint's rate to the pace for what was served in the
+// second before it (at most 90 % of what it was); 2xx answers bring it
+// back, slowly, to where it was.
 func TestUnannouncedBurstCutsThenRecovers(t *testing.T) {
 	t.Parallel()
 	g := NewRateLimiter(RateLimiterConfig{Cloud: true}).(*governor)
@@ -67,21 +74,34 @@ func TestUnannouncedBurstCutsThenRecovers(t *testing.T) {
 	assert.Equal(t, paceRate(cloudDefaultRate), start)
 
 	none := RateLimit{Limit: -1, Remaining: -1, FillRate: -1, RetryAfter: -1}
+	for i := 0; i < 30; i++ { // 30 served in the last second: the limit, most likely
+		g.admitted(b)
+		g.Done(ep, Outcome{StatusCode: 204, RateLimit: none})
+	}
+	g.admitted(b)
 	g.Done(ep, Outcome{StatusCode: 429, RateLimit: none})
 	cut := b.lim.Limit()
-	assert.InDelta(t, float64(start)*0.7, float64(cut), 0.01)
+	assert.Equal(t, paceRate(30), cut)
+	assert.Equal(t, float64(cut), b.pace(), "published for the in-flight bound")
 	p := b.pause.Load()
 	require.NotNil(t, p, "paused a second, burst limits being per second")
-	assert.Equal(t, "429", p.reason)
+	assert.Equal(t, "after a 429", p.cause)
+	assert.Empty(t, p.reason, "the 429 named none")
 
 	// A second 429 of the same burst does not cut again.
 	g.Done(ep, Outcome{StatusCode: 429, RateLimit: none})
 	assert.Equal(t, cut, b.lim.Limit())
 
-	// Recovery: 10 % every 5 s without a 429, up to the start.
+	// Nothing served before it: 90 % of the pace.
+	b2 := g.bucket(Endpoint{Method: http.MethodDelete, Path: deskCustomersTemplate})
+	before := b2.lim.Limit()
+	g.done(b2, Outcome{StatusCode: 429, RateLimit: none})
+	assert.InDelta(t, float64(before)*0.9, float64(b2.lim.Limit()), 0.001)
+
+	// Recovery: 5 % every 10 s without a 429, up to the start.
 	now := time.Now()
-	for i := 1; i <= 10; i++ {
-		b.recover(now.Add(time.Duration(i) * 6 * time.Second))
+	for i := 1; i <= 40; i++ {
+		b.recover(g, now.Add(time.Duration(i)*11*time.Second))
 	}
 	assert.Equal(t, start, b.lim.Limit())
 	assert.False(t, b.cut.Load())
@@ -126,4 +146,151 @@ func TestParseStructuredList(t *testing.T) {
 	assert.Equal(t, 5, n)
 	_, ok = items[3].int("zz")
 	assert.False(t, ok)
+}
+
+// TestServerNumbersAreBounded: no wait, pause or pace a server sends can
+// stop the client for good: t= and w= are capped at 24 h, X-RateLimit-Reset
+// too, and a pace is never slower than one request a minute.
+func TestServerNumbersAreBounded(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	h := http.Header{
+		"Ratelimit-Policy":             {`"jira-burst-based";q=1;w=1000000000`},
+		"Ratelimit":                    {`"jira-burst-based";r=0;t=1000000000, "global-app-quota";r=0;t=99999999999999999999`},
+		"X-Ratelimit-Reset":            {"2999-01-01T00:00:00Z"},
+		"X-Ratelimit-Fillrate":         {"1"},
+		"X-Ratelimit-Interval-Seconds": {"1000000000"},
+		"Retry-After":                  {"1000000000"},
+	}
+	rl, ok := rateLimitOf(h, now)
+	require.True(t, ok)
+	day := now.Add(maxServerWait + time.Second)
+	assert.False(t, rl.Reset.After(day))
+	assert.LessOrEqual(t, rl.Interval, maxServerWait)
+	assert.LessOrEqual(t, rl.RetryAfter, maxServerWait)
+	for _, p := range rl.Policies {
+		assert.LessOrEqual(t, p.Window, maxServerWait, p.Name)
+		assert.False(t, p.Reset.After(day), p.Name)
+	}
+
+	g := NewRateLimiter(RateLimiterConfig{}).(*governor)
+	ep := Endpoint{Method: http.MethodPost, Path: deskCustomersTemplate}
+	b := g.bucket(ep)
+	g.admitted(b)
+	g.Done(ep, Outcome{StatusCode: 429, RateLimit: rl, Wait: 1000 * time.Hour})
+	for _, p := range []*pause{g.pause.Load(), b.pause.Load()} {
+		if p != nil {
+			assert.False(t, p.until.After(day), "a pause of at most a day")
+		}
+	}
+	assert.GreaterOrEqual(t, float64(g.global.Limit()), minRate, "Data Center's fill rate has a floor")
+	assert.GreaterOrEqual(t, float64(b.lim.Limit()), minRate, "the burst policy's rate has a floor")
+	assert.GreaterOrEqual(t, float64(paceRate(boundRate(1e-30))), minRate)
+}
+
+// TestLongPolicyHeadersAreReadWithinABound: a megabyte of distinct policy
+// names costs what a few kilobytes do: only the first maxParsed bytes and
+// maxPolicies policies are read (net/http accepts a 10 MB header, and
+// merging it whole took 29 s of CPU).
+func TestLongPolicyHeadersAreReadWithinABound(t *testing.T) { // not parallel: AllocsPerRun
+	long := func(n int) http.Header {
+		var b strings.Builder
+		for i := 0; b.Len() < n; i++ {
+			fmt.Fprintf(&b, `"p%d";q=10;w=1, `, i)
+		}
+		b.WriteString(`"jira-burst-based";q=50;w=1`)
+		return http.Header{"Ratelimit-Policy": {b.String()}, "Ratelimit": {b.String()}}
+	}
+	small, big := long(8<<10), long(1<<20)
+	ps := policiesOf(big, time.Now())
+	assert.Len(t, ps, maxPolicies)
+	for _, p := range ps {
+		assert.NotEqual(t, "jira-burst-based", p.Name, "what comes after the bound is not read")
+	}
+	allocs := func(h http.Header) float64 {
+		return testing.AllocsPerRun(5, func() { policiesOf(h, time.Now()) })
+	}
+	assert.Equal(t, allocs(small), allocs(big), "the same work for 8 KiB and 1 MiB")
+
+	items := parseStructuredList([]string{strings.Repeat("x", maxParsed-5) + `, "a";q=123456789`})
+	for _, it := range items {
+		assert.NotEqual(t, "a", it.name, "a member cut in two by the bound is dropped, not misread")
+	}
+}
+
+// TestBucketsAreBounded: however many endpoints Client.Do names, the
+// governor keeps at most maxBuckets apart; the rest share one per method.
+func TestBucketsAreBounded(t *testing.T) {
+	t.Parallel()
+	g := NewRateLimiter(RateLimiterConfig{}).(*governor)
+	for i := 0; i < 3*maxBuckets; i++ {
+		ep := Endpoint{Method: http.MethodGet, Path: fmt.Sprintf("/rest/api/3/issue/key%d", i)}
+		require.NoError(t, g.Wait(context.Background(), ep, time.Minute))
+		g.Done(ep, Outcome{StatusCode: 200, RateLimit: noRateLimit()})
+	}
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	assert.LessOrEqual(t, len(g.buckets), maxBuckets+1)
+}
+
+// TestSlotLimitFollowsPaceAndLatency: unpaced endpoints get the default
+// bound; a paced one as many as its pace needs at the latency observed.
+func TestSlotLimitFollowsPaceAndLatency(t *testing.T) {
+	t.Parallel()
+	c, err := NewClient("https://x.atlassian.net")
+	require.NoError(t, err)
+	g := c.limiter.(*governor)
+	unpaced := (&governor{buckets: map[Endpoint]*bucket{}, global: g.global, changed: make(chan struct{})}).bucket(Endpoint{Method: "POST", Path: "/x"})
+	c.observeLatency(250 * time.Millisecond)
+	assert.Equal(t, DefaultMaxInFlight, c.slotLimit(unpaced), "nothing paces it: the bound is what holds a crowd back")
+	add := g.bucket(Endpoint{Method: "POST", Path: deskCustomersTemplate})
+	g.setRate(add, 50, "jira-burst-based") // paced at 47 a second
+	assert.Equal(t, 19, c.slotLimit(add), "47/s × 0.25 s × 1.5, and one")
+	c.observeLatency(10 * time.Second)
+	assert.Equal(t, maxAutoInFlight, c.slotLimit(add), "capped")
+	fixed, err := NewClient("https://x.atlassian.net", WithMaxInFlight(3))
+	require.NoError(t, err)
+	fixed.observeLatency(250 * time.Millisecond)
+	assert.Equal(t, 3, fixed.slotLimit(fixed.limiter.(*governor).bucket(Endpoint{Method: "POST", Path: deskCustomersTemplate})))
+}
+
+// TestWaitingTurnsArePacedAgain: requests waiting their turn when the pace
+// drops wait at the new pace, not at the one their turns were taken at.
+// Forty turns taken at 100 a second would all go within half a second.
+func TestWaitingTurnsArePacedAgain(t *testing.T) {
+	t.Parallel()
+	ep := Endpoint{Method: http.MethodPost, Path: deskCustomersTemplate}
+	g := NewRateLimiter(RateLimiterConfig{Rates: map[Endpoint]float64{ep: 100}}).(*governor)
+	b := g.bucket(ep)
+	start := time.Now()
+	var mu sync.Mutex
+	var admitted []time.Duration
+	var wg sync.WaitGroup
+	for i := 0; i < 40; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if g.Wait(ctx, ep, time.Minute) == nil {
+				mu.Lock()
+				admitted = append(admitted, time.Since(start))
+				mu.Unlock()
+			}
+		}()
+	}
+	require.Eventually(t, func() bool { return b.queued.Load() > 30 }, 5*time.Second, time.Millisecond, "turns taken")
+	g.setRate(b, 10, "jira-burst-based") // paced at 8 a second
+	time.Sleep(600 * time.Millisecond)
+	mu.Lock()
+	early := 0
+	for _, d := range admitted {
+		if d < 600*time.Millisecond {
+			early++
+		}
+	}
+	mu.Unlock()
+	assert.Less(t, early, 20, "admitted in the first 600 ms: at most a few before the change, then 8 a second")
+	g.repace(func() { b.lim.SetLimit(rate.Inf) }) // let the rest go
+	wg.Wait()
 }

@@ -17,6 +17,13 @@ import (
 // the iterator runs), possibly for several calls at once: they must be
 // quick and safe for concurrent use. They never see credentials, request
 // bodies or queries.
+//
+// A hook that panics panics the call: the panic reaches the caller of the
+// operation (with WithPrefetch, the goroutine walking the pages, where
+// it can be recovered), after the client has given back what the call
+// held: its slot on the wire, its turn with the rate limiter, the
+// answer's body. The client goes on working. The same holds for
+// [WithRateLimitHook] and a [RateLimiter]'s Done.
 type Hooks struct {
 	// CallStart runs when a call begins, before the rate limiter is asked.
 	// The context it returns (ctx, or one derived from it) is the call's

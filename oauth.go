@@ -55,9 +55,30 @@ type needs struct {
 // connectInaccessible is the Connect scope of operations no Connect app may call.
 const connectInaccessible = "INACCESSIBLE"
 
-func (n needs) String() string {
-	return "needs " + n.permission + "; OAuth 2.0 scope " + ScopeManageCustomers +
-		" (granular: " + strings.Join(n.granular, ", ") + "); Connect scope " + n.connect
+// forAuth says what the operation needs in the terms of the way the client
+// authenticates: the Jira permission always; the OAuth 2.0 scopes for an
+// OAuth 2.0 token (WithTokenSource, or a bearer token on Cloud); the
+// Connect scope for a Connect app (its JWT, or a token acting as a user).
+// An API token, a password or a Data Center personal access token has no
+// scopes: it can do what its user may.
+func (n needs) forAuth(a authenticator, cloud bool) string {
+	s := "needs " + n.permission
+	oauth := "; OAuth 2.0 scope " + ScopeManageCustomers + " (granular: " + strings.Join(n.granular, ", ") + ")"
+	switch a := a.(type) {
+	case *connectAuth:
+		s += "; Connect scope " + n.connect
+	case *tokenSourceAuth:
+		if _, actAsUser := a.ts.(connectUserTokens); actAsUser {
+			s += " (the user's); the app's Connect scope " + n.connect
+		} else {
+			s += oauth
+		}
+	case staticAuth:
+		if cloud && strings.HasPrefix(a.header, "Bearer ") {
+			s += oauth
+		}
+	}
+	return s
 }
 
 var (
@@ -188,8 +209,13 @@ func ConnectUserTokenSource(cfg ConnectUserConfig) (oauth2.TokenSource, error) {
 	}
 	cfg.Scopes = append([]string(nil), cfg.Scopes...)
 	// Renew a minute early, so a token is never sent as it expires.
-	return oauth2.ReuseTokenSourceWithExpiry(nil, &connectUserSource{cfg: cfg, client: c, tokenURL: u}, time.Minute), nil
+	return connectUserTokens{oauth2.ReuseTokenSourceWithExpiry(nil, &connectUserSource{cfg: cfg, client: c, tokenURL: u}, time.Minute)}, nil
 }
+
+// connectUserTokens is the token source ConnectUserTokenSource returns: a
+// client using it authenticates as a Connect app acting as a user, which
+// the advice of its errors knows.
+type connectUserTokens struct{ oauth2.TokenSource }
 
 // secretOnly is the authenticator of a request whose credential is in its
 // body: it adds no header, and redacts the secret.

@@ -137,6 +137,9 @@ const (
 	// AnnounceBeta sends the informational Beta-RateLimit-Policy and
 	// Beta-RateLimit on every answer, and the enforced headers on 429s.
 	AnnounceBeta
+	// AnnounceNothing sends no rate-limit headers at all but Retry-After
+	// on 429s, as some proxies answer: the client must find the limit out.
+	AnnounceNothing
 )
 
 // WithAnnounce sets when the limits of [WithBurstLimit] and [WithQuota] are
@@ -261,6 +264,11 @@ func (s *Server) admit(w *statusWriter, r *http.Request, path string, now time.T
 			b.counters[key] = c
 		}
 		ok, left, reset := c.take(b.BurstLimit, l.epoch, now)
+		if !ok && l.announce == AnnounceNothing {
+			h.Set("Retry-After", strconv.Itoa(max(1, ceilSeconds(reset.Sub(now)))))
+			s.writeError(w, http.StatusTooManyRequests, "Rate limit exceeded.", "sd.error.rate.limit")
+			return false
+		}
 		if !ok {
 			h.Set("X-RateLimit-Limit", strconv.Itoa(b.Requests))
 			h.Set("X-RateLimit-Remaining", "0")
@@ -268,7 +276,7 @@ func (s *Server) admit(w *statusWriter, r *http.Request, path string, now time.T
 			s.writeError(w, http.StatusTooManyRequests, "Rate limit exceeded.", "sd.error.rate.limit")
 			return false
 		}
-		if l.announce != AnnounceOn429 {
+		if l.announce == AnnounceAlways || l.announce == AnnounceBeta {
 			announce(h, l.announce == AnnounceBeta, "jira-burst-based", b.Requests, b.Window, left, reset, now)
 		}
 	}
@@ -286,7 +294,7 @@ func (s *Server) chargeQuota(h http.Header, now time.Time) {
 	q := l.quota
 	end := q.at(l.epoch, now, q.Window)
 	q.used += 1 + 2*s.returned
-	if l.announce != AnnounceOn429 {
+	if l.announce == AnnounceAlways || l.announce == AnnounceBeta {
 		announce(h, l.announce == AnnounceBeta, q.Name, q.Points, q.Window, q.Points-q.used, end, now)
 	}
 }
