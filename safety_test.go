@@ -229,7 +229,7 @@ func TestPanickingHooksReleaseWhatTheCallHeld(t *testing.T) {
 type panickyLimiter struct{ boom func() }
 
 func (*panickyLimiter) Wait(context.Context, servicedesk.Endpoint, time.Duration) error { return nil }
-func (l *panickyLimiter) Done(servicedesk.Endpoint, servicedesk.Outcome)              { l.boom() }
+func (l *panickyLimiter) Done(servicedesk.Endpoint, servicedesk.Outcome)                { l.boom() }
 
 // TestPrefetchPanicReachesTheWalker: a hook panicking on the goroutine that
 // fetches the next page ahead is raised on the goroutine walking the pages,
@@ -265,7 +265,7 @@ func TestPrefetchPanicReachesTheWalker(t *testing.T) {
 type sharedRefusal struct{ e *servicedesk.Error }
 
 func (l *sharedRefusal) Wait(context.Context, servicedesk.Endpoint, time.Duration) error { return l.e }
-func (*sharedRefusal) Done(servicedesk.Endpoint, servicedesk.Outcome)                   {}
+func (*sharedRefusal) Done(servicedesk.Endpoint, servicedesk.Outcome)                    {}
 
 // TestLimitersErrorIsCopied: the client adds each call's method and URL to
 // a copy of the limiter's refusal, not to the value the limiter shares.
