@@ -116,7 +116,8 @@ func (u *jiraUser) customer() *Customer {
 // Which form to use comes from the base URL: Cloud sites and the OAuth 2.0
 // gateway use Cloud's; on any other host the Cloud form is tried first and,
 // when it is not found (404), Data Center's. The form that answered is
-// remembered by the Client, so later calls go straight to it.
+// remembered by the Client, so later calls go straight to it (calls made
+// at the same time as the first may each ask Cloud's form first).
 //
 // It needs the Browse users and groups permission; OAuth 2.0 scope
 // read:jira-user ([ScopeReadJiraUser]), granular [ScopeReadUser]; Connect
