@@ -21,19 +21,12 @@ import (
 )
 
 // lifeFake starts a fake JSM and a client for it as its Jira
-// administrator, with quick retries.
+// administrator (fakeClient).
 func lifeFake(t *testing.T, srvOpts []servicedesktest.Option, opts ...servicedesk.Option) (*servicedesktest.Server, *servicedesk.Client) {
 	t.Helper()
 	srv := servicedesktest.NewServer(srvOpts...)
 	t.Cleanup(srv.Close)
-	opts = append([]servicedesk.Option{
-		servicedesk.WithBasicAuth(servicedesktest.AdminEmail, servicedesktest.AdminToken),
-		servicedesk.WithRetryWait(time.Millisecond, 5*time.Millisecond),
-		servicedesk.WithRateLimitWait(10 * time.Second),
-	}, opts...)
-	c, err := servicedesk.NewClient(srv.URL, opts...)
-	require.NoError(t, err)
-	return srv, c
+	return srv, fakeClient(t, srv, opts...)
 }
 
 // calls renders the requests a fake received as "METHOD path status".
