@@ -162,8 +162,9 @@ func (s *CustomersService) findByEmail(ctx context.Context, op, email string) (*
 	return cust, err
 }
 
-// searchEmail pages through the user search of form f for email; answered
-// says whether the search answered 2xx at least once.
+// searchEmail pages through the user search of form f for email, its
+// requests made for op; answered says whether the search answered 2xx at
+// least once. Its own errors name FindByEmail, the step that failed.
 func (s *CustomersService) searchEmail(ctx context.Context, op string, f userSearch, email string) (cust *Customer, answered bool, err error) {
 	var found []jiraUser // exact matches, each account once
 	hidden := 0          // matches whose email the search did not show
@@ -204,10 +205,10 @@ func (s *CustomersService) searchEmail(ctx context.Context, op string, f userSea
 		if hidden > 0 {
 			why += fmt.Sprintf(" (%d matches had their email hidden by privacy settings)", hidden)
 		}
-		return nil, true, fmt.Errorf("%w: %s: %s; the search shows active accounts only, and without the Browse users and groups permission it shows none",
-			ErrNotFound, op, why)
+		return nil, true, fmt.Errorf("%w: CustomersService.FindByEmail: %s; the search shows active accounts only, and without the Browse users and groups permission it shows none",
+			ErrNotFound, why)
 	}
-	amb := &AmbiguousEmailError{op: op}
+	amb := &AmbiguousEmailError{}
 	for i := range found {
 		amb.Accounts = append(amb.Accounts, *found[i].customer())
 	}
@@ -245,7 +246,6 @@ func (c *Client) userSearchRequest(op string, f userSearch, query url.Values) *r
 // its AccountID (Cloud) or Name (Data Center).
 type AmbiguousEmailError struct {
 	Accounts []Customer
-	op       string
 }
 
 func (e *AmbiguousEmailError) Error() string {
@@ -254,12 +254,8 @@ func (e *AmbiguousEmailError) Error() string {
 		u := jiraUser{AccountID: e.Accounts[i].AccountID, Key: e.Accounts[i].Key, Name: e.Accounts[i].Name}
 		ids[i] = u.id()
 	}
-	op := e.op
-	if op == "" {
-		op = "CustomersService.FindByEmail"
-	}
-	return fmt.Sprintf("servicedesk: %s: %d accounts have this email (%s): choose one and add it by its id",
-		op, len(e.Accounts), strings.Join(ids, ", "))
+	return fmt.Sprintf("servicedesk: CustomersService.FindByEmail: %d accounts have this email (%s): choose one and add it by its id",
+		len(e.Accounts), strings.Join(ids, ", "))
 }
 
 // Ensure makes req.Email a customer of the desk whatever its state: it

@@ -504,6 +504,15 @@ func TestEnsureSteps(t *testing.T) {
 	assert.ErrorIs(t, err, servicedesk.ErrForbidden)
 	assert.True(t, strings.HasPrefix(err.Error(), "servicedesk: CustomersService.Ensure: create: POST /rest/servicedeskapi/customer: 403 Forbidden"), err.Error())
 
+	_, _, err = c.Customers.Ensure(ctx, "1", servicedesk.CreateCustomerRequest{Email: "ada@example.com.au", DisplayName: "Ada"})
+	require.NoError(t, err, "a new email")
+	srv.Inject(servicedesktest.Fault{Method: "GET", Path: searchPath, Status: 200, Body: "[]"})
+	_, _, err = c.Customers.Ensure(ctx, "1", servicedesk.CreateCustomerRequest{Email: "ada@example.com", DisplayName: "Ada"})
+	require.ErrorAs(t, err, &ens)
+	assert.Equal(t, "find", ens.Step)
+	assert.ErrorIs(t, err, servicedesk.ErrNotFound, "exists, but the search does not show it")
+	assert.True(t, strings.HasPrefix(err.Error(), "servicedesk: CustomersService.Ensure: find: not found: CustomersService.FindByEmail: no account the search can see has this email"), err.Error())
+
 	srv.Inject(servicedesktest.Fault{Method: "GET", Path: searchPath, Status: 500, Times: 10})
 	_, _, err = c.Customers.Ensure(ctx, "1", servicedesk.CreateCustomerRequest{Email: "ada@example.com", DisplayName: "Ada"})
 	require.ErrorAs(t, err, &ens)
