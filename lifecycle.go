@@ -119,9 +119,8 @@ func (u *jiraUser) customer() *Customer {
 // remembered by the Client, so later calls go straight to it (calls made
 // at the same time as the first may each ask Cloud's form first).
 //
-// It needs the Browse users and groups permission; OAuth 2.0 scope
-// read:jira-user ([ScopeReadJiraUser]), granular [ScopeReadUser]; Connect
-// scope READ.
+// With OAuth 2.0 it needs the scope read:jira-user ([ScopeReadJiraUser]),
+// or granular [ScopeReadUser]; a Connect app, the scope READ.
 func (s *CustomersService) FindByEmail(ctx context.Context, email string) (*Customer, error) {
 	const where = "CustomersService.FindByEmail"
 	if err := validEmail(where, "email", email); err != nil {
