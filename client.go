@@ -45,6 +45,8 @@ type Client struct {
 
 	hooks Hooks
 
+	lifecycle lifecycle // FindByEmail's user-search form, Ensure's calls in flight
+
 	common service
 }
 

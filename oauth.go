@@ -25,15 +25,22 @@ var AtlassianEndpoint = oauth2.Endpoint{
 	AuthStyle: oauth2.AuthStyleInParams,
 }
 
-// OAuth 2.0 scopes of the Customer API. The classic scope covers all four
-// operations; with granular scopes each operation needs the ones listed:
+// OAuth 2.0 scopes of the Customer API. The classic scope
+// ScopeManageCustomers covers every customer operation; with granular scopes
+// each operation needs the ones listed. FindByEmail (and Ensure, which calls
+// it) goes through Jira's user search, whose classic scope is
+// ScopeReadJiraUser:
 //
-//	Create: ScopeReadCustomer, ScopeWriteCustomer, ScopeReadUser
-//	List:   ScopeReadDeskCustomer, ScopeReadUser
-//	Add:    ScopeReadDeskCustomer, ScopeWriteDeskCustomer
-//	Remove: ScopeReadDeskCustomer, ScopeDeleteDeskCustomer
+//	Create:                 ScopeReadCustomer, ScopeWriteCustomer, ScopeReadUser
+//	List:                   ScopeReadDeskCustomer, ScopeReadUser
+//	Add:                    ScopeReadDeskCustomer, ScopeWriteDeskCustomer
+//	Remove:                 ScopeReadDeskCustomer, ScopeDeleteDeskCustomer
+//	RevokePortalOnlyAccess: ScopeWriteCustomer (a beta scope at Atlassian)
+//	FindByEmail:            ScopeReadUser (classic: ScopeReadJiraUser)
+//	Ensure:                 those of Create, FindByEmail and Add
 const (
 	ScopeManageCustomers    = "manage:servicedesk-customer" // classic (recommended)
+	ScopeReadJiraUser       = "read:jira-user"              // classic: Jira's user search
 	ScopeReadCustomer       = "read:customer:jira-service-management"
 	ScopeWriteCustomer      = "write:customer:jira-service-management"
 	ScopeReadUser           = "read:user:jira"
@@ -50,6 +57,7 @@ type needs struct {
 	permission string
 	granular   []string
 	connect    string // Connect app scope
+	classic    string // classic OAuth 2.0 scope; "" is ScopeManageCustomers
 }
 
 // connectInaccessible is the Connect scope of operations no Connect app may call.
@@ -63,7 +71,11 @@ const connectInaccessible = "INACCESSIBLE"
 // scopes: it can do what its user may.
 func (n needs) forAuth(a authenticator, cloud bool) string {
 	s := "needs " + n.permission
-	oauth := "; OAuth 2.0 scope " + ScopeManageCustomers + " (granular: " + strings.Join(n.granular, ", ") + ")"
+	classic := n.classic
+	if classic == "" {
+		classic = ScopeManageCustomers
+	}
+	oauth := "; OAuth 2.0 scope " + classic + " (granular: " + strings.Join(n.granular, ", ") + ")"
 	switch a := a.(type) {
 	case *connectAuth:
 		s += "; Connect scope " + n.connect
@@ -82,10 +94,16 @@ func (n needs) forAuth(a authenticator, cloud bool) string {
 }
 
 var (
-	needsCreate = needs{"create customers", "the Jira Administrator global permission", []string{ScopeReadCustomer, ScopeWriteCustomer, ScopeReadUser}, "ADMIN"}
-	needsList   = needs{"list customers", "permission to view the service desk's customers", []string{ScopeReadDeskCustomer, ScopeReadUser}, "READ"}
-	needsAdd    = needs{"add customers", "the service desk administrator permission", []string{ScopeReadDeskCustomer, ScopeWriteDeskCustomer}, "WRITE"}
-	needsRemove = needs{"remove customers", "the service desk administrator permission", []string{ScopeReadDeskCustomer, ScopeDeleteDeskCustomer}, connectInaccessible}
+	needsCreate = needs{action: "create customers", permission: "the Jira Administrator global permission", granular: []string{ScopeReadCustomer, ScopeWriteCustomer, ScopeReadUser}, connect: "ADMIN"}
+	needsList   = needs{action: "list customers", permission: "permission to view the service desk's customers", granular: []string{ScopeReadDeskCustomer, ScopeReadUser}, connect: "READ"}
+	needsAdd    = needs{action: "add customers", permission: "the service desk administrator permission", granular: []string{ScopeReadDeskCustomer, ScopeWriteDeskCustomer}, connect: "WRITE"}
+	needsRemove = needs{action: "remove customers", permission: "the service desk administrator permission", granular: []string{ScopeReadDeskCustomer, ScopeDeleteDeskCustomer}, connect: connectInaccessible}
+	// Revoking portal-only access: Atlassian's current Customer API
+	// (revokePortalOnlyAccessForUser); its granular scope is in beta.
+	needsRevoke = needs{action: "revoke portal-only access", permission: "site administration (membership of site-admins)", granular: []string{ScopeWriteCustomer}, connect: connectInaccessible}
+	// Jira's user search, which FindByEmail uses: without the permission
+	// Jira answers an empty list, not a 403.
+	needsUserSearch = needs{action: "search users", permission: "the Browse users and groups global permission", granular: []string{ScopeReadUser}, connect: "READ", classic: ScopeReadJiraUser}
 )
 
 // AccessibleResourcesURL is where [AccessibleResources] asks by default.

@@ -68,18 +68,30 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		s.serveToken(w, r)
 		return
 	}
-	switch path {
-	case s.contextPath + "/rest/api/3/user/search":
+	switch {
+	case s.dataCenter && strings.HasPrefix(path, s.contextPath+"/rest/api/3/"):
+		// Data Center has no /rest/api/3: fall through to its 404.
+	case path == s.contextPath+"/rest/api/3/user/search":
 		s.serveUserSearch(w, r, "3")
 		return
-	case s.contextPath + "/rest/api/2/user/search":
+	case path == s.contextPath+"/rest/api/2/user/search":
 		s.serveUserSearch(w, r, "2")
 		return
 	}
 	rest, ok := strings.CutPrefix(path, s.contextPath+"/rest/servicedeskapi/")
+	revoke, underUser := strings.CutPrefix(rest, "customer/user/")
+	revoke, revoking := strings.CutSuffix(revoke, "/revoke-portal-only-access")
+	isRevoke := underUser && revoking
 	switch {
 	case ok && rest == "customer":
 		s.serveCreate(w, r)
+	case ok && isRevoke && revoke != "" && !strings.Contains(revoke, "/") && !s.dataCenter:
+		id, err := url.PathUnescape(revoke)
+		if err != nil {
+			s.writeError(w, http.StatusNotFound, "The account ID is invalid.", "sd.customer.error.account.not.found")
+			return
+		}
+		s.serveRevoke(w, r, id)
 	case ok && strings.HasPrefix(rest, "servicedesk/") && strings.HasSuffix(rest, "/customer") && strings.Count(rest, "/") == 2:
 		id, err := url.PathUnescape(strings.TrimSuffix(strings.TrimPrefix(rest, "servicedesk/"), "/customer"))
 		if err != nil {
@@ -135,7 +147,7 @@ func (s *Server) serveCreate(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if (p.app == "" || p.user != nil) && p.role() != RoleJiraAdmin {
+	if (p.app == "" || p.user != nil) && p.role() < RoleJiraAdmin {
 		s.writeError(w, http.StatusForbidden, "You do not have permission to create customers: Jira administrators only.", "sd.error.permission.create.customer")
 		return
 	}
@@ -220,6 +232,39 @@ func (s *Server) serveDeskCustomers(w http.ResponseWriter, r *http.Request, desk
 	}
 }
 
+// serveRevoke revokes a portal-only customer's access to the portal, as
+// Jira Cloud's revokePortalOnlyAccessForUser does: site administrators
+// only, never Connect apps (INACCESSIBLE), 404 for an account id the site
+// does not know, 204 otherwise. An account that is not portal-only (an
+// agent's) is left as it is. Revoking twice answers 204 twice.
+func (s *Server) serveRevoke(w http.ResponseWriter, r *http.Request, accountID string) {
+	if r.Method != http.MethodPut {
+		s.writeError(w, http.StatusMethodNotAllowed, "Method not allowed.", "sd.error.method.not.allowed")
+		return
+	}
+	p, ok := s.authenticate(w, r)
+	if !ok {
+		return
+	}
+	if p.app != "" {
+		s.writeError(w, http.StatusForbidden, "Connect apps cannot revoke portal-only access.", "sd.error.permission.connect")
+		return
+	}
+	if p.role() < RoleSiteAdmin {
+		s.writeError(w, http.StatusForbidden, "You must be a site administrator to revoke portal-only access.", "sd.error.permission.site.admin")
+		return
+	}
+	a := s.accounts[accountID]
+	if a == nil {
+		s.writeError(w, http.StatusNotFound, "The account ID is invalid.", "sd.customer.error.account.not.found")
+		return
+	}
+	if a.portalOnly() {
+		a.revoked = true
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
 // role is what the user a request acts for may do: a customer created
 // through the API has no User, and may do only what customers do.
 func (p principal) role() Role {
@@ -236,7 +281,7 @@ func (s *Server) may(p principal, d *desk, role Role) bool {
 	if p.app != "" && p.user == nil {
 		return true
 	}
-	if p.role() == RoleJiraAdmin {
+	if p.role() >= RoleJiraAdmin {
 		return true
 	}
 	if p.role() < role {
@@ -410,17 +455,17 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (principal
 		for _, id := range s.order {
 			a := s.accounts[id]
 			if a.user != nil && a.user.APIToken != "" && a.user.APIToken == secret &&
-				(strings.EqualFold(a.email, login) || a.Name == login) {
+				(strings.EqualFold(a.email, login) || a.Name == login) && !a.revoked {
 				return principal{user: a}, true
 			}
 		}
 	case "Bearer":
 		for _, id := range s.order {
-			if a := s.accounts[id]; a.user != nil && a.user.PAT != "" && a.user.PAT == cred {
+			if a := s.accounts[id]; a.user != nil && a.user.PAT != "" && a.user.PAT == cred && !a.revoked {
 				return principal{user: a}, true
 			}
 		}
-		if t, ok := s.tokens[cred]; ok && time.Now().Before(t.expires) {
+		if t, ok := s.tokens[cred]; ok && time.Now().Before(t.expires) && !s.accounts[t.accountID].revoked {
 			return principal{user: s.accounts[t.accountID], app: t.app}, true
 		}
 	case "JWT":
@@ -440,6 +485,9 @@ func (s *Server) customerJSON(a *account) servicedesk.Customer {
 	c.Links.AvatarURLs = maps.Clone(c.Links.AvatarURLs) // the caller's copy, not the server's map
 	c.Links.Self = s.publicURL + "/rest/api/2/user?username=" + a.Name
 	c.Links.JiraRest = c.Links.Self
+	if s.dataCenter {
+		c.AccountID = "" // Data Center names users by username and key
+	}
 	return c
 }
 
