@@ -21,8 +21,9 @@ import (
 // principal is who made a request: a user, a Connect app, or an app
 // acting as a user (both set).
 type principal struct {
-	user *account
-	app  string
+	user  *account
+	app   string
+	forge bool // app is a Forge app (through the gateway), not a Connect app
 }
 
 // ServeHTTP answers the Customer API; everything else is 404.
@@ -40,8 +41,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer s.mu.Unlock()
 	sw := &statusWriter{ResponseWriter: w}
 	at := time.Now()
-	defer func() { s.record(r, sw.status, at) }()
+	received := r // recorded as it came, gateway prefix included
+	defer func() { s.record(received, sw.status, at) }()
 	w.Header().Set("X-AREQUESTID", s.uuid())
+	if s.forge != nil && r.URL.Path == forgeJWKSPath {
+		// Forge's CDN in truth: faults apply, Jira's rate limits do not.
+		if f := s.fault(r, forgeJWKSPath); f != nil {
+			sw.status = f.fail(sw, r, func(w http.ResponseWriter) { s.serveForgeJWKS(w, r) })
+			return
+		}
+		s.serveForgeJWKS(sw, r)
+		return
+	}
+	r, _ = s.forgeGateway(r) // from here on, a gateway request reads as the site's
 	path, _ := strings.CutPrefix(r.URL.EscapedPath(), s.contextPath)
 	if f := s.fault(r, path); f != nil {
 		sw.status = f.fail(sw, r, func(w http.ResponseWriter) { s.route(w, r) })
@@ -201,7 +213,7 @@ func (s *Server) serveDeskCustomers(w http.ResponseWriter, r *http.Request, desk
 		}
 		s.serveAdd(w, r, d)
 	case http.MethodDelete:
-		if p.app != "" {
+		if p.app != "" && !p.forge {
 			s.writeError(w, http.StatusForbidden, "Connect apps cannot remove customers.", "sd.error.permission.connect")
 			return
 		}
@@ -392,6 +404,13 @@ func (s *Server) serveRemove(w http.ResponseWriter, r *http.Request, d *desk) {
 
 // authenticate finds who sent r, answering 401 when nobody valid did.
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (principal, bool) {
+	if onGateway(r) { // the gateway takes Forge's tokens, and nothing else
+		if p, ok := s.authenticateForge(r); ok {
+			return p, true
+		}
+		s.writeError(w, http.StatusUnauthorized, "Client must be authenticated to access this resource.", "sd.error.authentication.required")
+		return principal{}, false
+	}
 	scheme, cred, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 	switch scheme {
 	case "Basic":
