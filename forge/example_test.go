@@ -43,7 +43,7 @@ func ExampleVerifier_Middleware() {
 	}
 	onboard := v.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		inv, _ := forge.FromContext(r.Context())
-		c, err := inv.Client(forge.AsUser) // the endpoint has auth.appUserToken: true
+		c, err := inv.Client(forge.AsUser) // the endpoint has auth.appUserToken.enabled: true
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
@@ -91,7 +91,7 @@ func ExampleInvocation_Client() {
 	if _, err := inv.Client(forge.AsUser); err != nil {
 		fmt.Println("as the user:", err)
 	}
-	c, err := inv.Client(forge.AsApp) // the endpoint has auth.appSystemToken: true
+	c, err := inv.Client(forge.AsApp) // the endpoint has auth.appSystemToken.enabled: true
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -102,6 +102,6 @@ func ExampleInvocation_Client() {
 		fmt.Println(inv.ModuleKey+":", cust.DisplayName)
 	}
 	// Output:
-	// as the user: forge: invalid input: Invocation.Client: as is AsUser, but the invocation carried no user token (x-forge-oauth-user): set auth.appUserToken: true on the endpoint in manifest.yml, with the scopes the calls need
+	// as the user: forge: invalid input: Invocation.Client: as is AsUser, but the invocation carried no user token (x-forge-oauth-user): set auth.appUserToken.enabled: true on the endpoint in manifest.yml, and ask for the scopes read:app-user-token and those the calls need
 	// nightly-sync: Mary Jones
 }

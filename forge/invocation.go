@@ -74,13 +74,15 @@ func (t token) sent() bool { return t.value != nil }
 type Actor int
 
 const (
-	// AsApp acts as the app, with the app system token
+	// AsApp acts as the app's bot user, with the app system token
 	// (x-forge-oauth-system; the manifest's endpoint needs
-	// auth.appSystemToken: true).
+	// auth.appSystemToken.enabled: true, and the app the scope
+	// read:app-system-token).
 	AsApp Actor = iota
 	// AsUser acts as the calling user, with that user's permissions and
 	// the user token (x-forge-oauth-user; the endpoint needs
-	// auth.appUserToken: true, and the invocation a user: a UI call).
+	// auth.appUserToken.enabled: true, the app the scope
+	// read:app-user-token, and the invocation a user: a UI call).
 	AsUser
 )
 
@@ -108,18 +110,19 @@ func (a Actor) String() string {
 // either (servicedesk.WithRateLimiter, servicedesk.WithHTTPClient).
 func (inv *Invocation) Client(as Actor, opts ...servicedesk.Option) (*servicedesk.Client, error) {
 	var tok token
-	var setting, header, who string
+	var setting, scope, header, who string
 	switch as {
 	case AsApp:
-		tok, setting, header, who = inv.system, "auth.appSystemToken", "x-forge-oauth-system", "app system token"
+		tok, setting, scope, header, who = inv.system, "auth.appSystemToken.enabled", "read:app-system-token", "x-forge-oauth-system", "app system token"
 	case AsUser:
-		tok, setting, header, who = inv.user, "auth.appUserToken", "x-forge-oauth-user", "user token"
+		tok, setting, scope, header, who = inv.user, "auth.appUserToken.enabled", "read:app-user-token", "x-forge-oauth-user", "user token"
 	default:
 		return nil, invalidInput("Invocation.Client", "as", fmt.Sprintf("must be AsApp or AsUser, got %v", as))
 	}
 	if !tok.sent() {
 		return nil, invalidInput("Invocation.Client", "as",
-			fmt.Sprintf("is %v, but the invocation carried no %s (%s): set %s: true on the endpoint in manifest.yml, with the scopes the calls need", as, who, header, setting))
+			fmt.Sprintf("is %v, but the invocation carried no %s (%s): set %s: true on the endpoint in manifest.yml, and ask for the scopes %s and those the calls need",
+				as, who, header, setting, scope))
 	}
 	own := []servicedesk.Option{servicedesk.WithTokenSource(tokenSource{tok: tok.value, expires: tok.expires(), who: who})}
 	if inv.v != nil {
