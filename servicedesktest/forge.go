@@ -255,6 +255,22 @@ func (f *forgeApp) forwardedToken(sub string, iat, exp time.Time) (string, error
 	return tok, nil
 }
 
+// serveForgeJWKSRequest answers a request for the JWKS, which is Forge's
+// CDN in truth: recorded, and subject to injected faults, but not to
+// Jira's latency or rate limits.
+func (s *Server) serveForgeJWKSRequest(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sw := &statusWriter{ResponseWriter: w}
+	at := time.Now()
+	defer func() { s.record(r, sw.status, at) }()
+	if f := s.fault(r, forgeJWKSPath); f != nil {
+		sw.status = f.fail(sw, r, func(w http.ResponseWriter) { s.serveForgeJWKS(w, r) })
+		return
+	}
+	s.serveForgeJWKS(sw, r)
+}
+
 // serveForgeJWKS publishes the keys of the current and the previous FITs.
 func (s *Server) serveForgeJWKS(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {

@@ -28,6 +28,10 @@ type principal struct {
 
 // ServeHTTP answers the Customer API; everything else is 404.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.forge != nil && r.URL.Path == forgeJWKSPath { // s.forge is set before the server starts
+		s.serveForgeJWKSRequest(w, r)
+		return
+	}
 	if s.latency > 0 {
 		t := time.NewTimer(s.latency)
 		select {
@@ -44,15 +48,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	received := r // recorded as it came, gateway prefix included
 	defer func() { s.record(received, sw.status, at) }()
 	w.Header().Set("X-AREQUESTID", s.uuid())
-	if s.forge != nil && r.URL.Path == forgeJWKSPath {
-		// Forge's CDN in truth: faults apply, Jira's rate limits do not.
-		if f := s.fault(r, forgeJWKSPath); f != nil {
-			sw.status = f.fail(sw, r, func(w http.ResponseWriter) { s.serveForgeJWKS(w, r) })
-			return
-		}
-		s.serveForgeJWKS(sw, r)
-		return
-	}
 	r, _ = s.forgeGateway(r) // from here on, a gateway request reads as the site's
 	path, _ := strings.CutPrefix(r.URL.EscapedPath(), s.contextPath)
 	if f := s.fault(r, path); f != nil {
