@@ -143,7 +143,7 @@ type tokenSource struct {
 
 func (s tokenSource) Token() (*oauth2.Token, error) {
 	if !s.expires.IsZero() && !time.Now().Before(s.expires) {
-		return nil, fmt.Errorf("forge: the %s expired at %s: Forge's tokens live for one invocation; make the Client from a newer invocation",
+		return nil, fmt.Errorf("forge: the %s expired at %s: Forge sends short-lived tokens afresh with each invocation; make the Client from a newer one",
 			s.who, s.expires.UTC().Format(time.RFC3339))
 	}
 	return &oauth2.Token{AccessToken: s.tok(), TokenType: "Bearer", Expiry: s.expires}, nil
