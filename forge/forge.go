@@ -88,16 +88,15 @@ var ErrInvalidInvocation = errors.New("forge: invalid invocation")
 // as the backend: it caches the JWKS, and what [Invocation.Client]'s
 // clients share per installation.
 type Verifier struct {
-	appID      string // the app's ARI
-	keys       *keySet
-	keyfunc    keyfunc.Keyfunc
-	parser     *jwt.Parser
-	loopback   bool            // app.apiBaseUrl may be http:// to loopback
-	isolated   map[string]bool // icLabels accepted
-	logger     *slog.Logger
-	installs   *installations
-	apiClient  *http.Client // carries the calls of every Client made from an Invocation
-	maxInstall int
+	appID     string // the app's ARI
+	keys      *keySet
+	keyfunc   keyfunc.Keyfunc
+	parser    *jwt.Parser
+	loopback  bool            // app.apiBaseUrl may be http:// to loopback
+	isolated  map[string]bool // icLabels accepted
+	logger    *slog.Logger
+	installs  *installations
+	apiClient *http.Client // carries the calls of every Client made from an Invocation
 }
 
 // A VerifierOption configures a [Verifier] in [NewVerifier]. An invalid one
