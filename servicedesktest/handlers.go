@@ -21,14 +21,19 @@ import (
 // principal is who made a request: a user, a Connect app, or an app
 // acting as a user (both set).
 type principal struct {
-	user *account
-	app  string
+	user  *account
+	app   string
+	forge bool // app is a Forge app (through the gateway), not a Connect app
 }
 
 // ServeHTTP answers the Customer API, Jira's user search
 // (/rest/api/{2,3}/user/search) and the act-as-user token endpoint
 // ([Server.TokenURL]); everything else is 404.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.forge != nil && r.URL.Path == forgeJWKSPath { // s.forge is set before the server starts
+		s.serveForgeJWKSRequest(w, r)
+		return
+	}
 	if s.latency > 0 {
 		t := time.NewTimer(s.latency)
 		select {
@@ -42,8 +47,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer s.mu.Unlock()
 	sw := &statusWriter{ResponseWriter: w}
 	at := time.Now()
-	defer func() { s.record(r, sw.status, at) }()
+	received := r // recorded as it came, gateway prefix included
+	defer func() { s.record(received, sw.status, at) }()
 	w.Header().Set("X-AREQUESTID", s.uuid())
+	r, _ = s.forgeGateway(r) // from here on, a gateway request reads as the site's
 	path, _ := strings.CutPrefix(r.URL.EscapedPath(), s.contextPath)
 	if f := s.fault(r, path); f != nil {
 		sw.status = f.fail(sw, r, func(w http.ResponseWriter) { s.route(w, r) })
@@ -220,7 +227,7 @@ func (s *Server) serveDeskCustomers(w http.ResponseWriter, r *http.Request, desk
 		}
 		s.serveAdd(w, r, d)
 	case http.MethodDelete:
-		if p.app != "" {
+		if p.app != "" && !p.forge {
 			s.writeError(w, http.StatusForbidden, "Connect apps cannot remove customers.", "sd.error.permission.connect")
 			return
 		}
@@ -444,6 +451,13 @@ func (s *Server) serveRemove(w http.ResponseWriter, r *http.Request, d *desk) {
 
 // authenticate finds who sent r, answering 401 when nobody valid did.
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (principal, bool) {
+	if onGateway(r) { // the gateway takes Forge's tokens, and nothing else
+		if p, ok := s.authenticateForge(r); ok {
+			return p, true
+		}
+		s.writeError(w, http.StatusUnauthorized, "Client must be authenticated to access this resource.", "sd.error.authentication.required")
+		return principal{}, false
+	}
 	scheme, cred, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 	switch scheme {
 	case "Basic":

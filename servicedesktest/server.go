@@ -191,6 +191,9 @@ type Server struct {
 	limits    limits
 	returned  int // customers in the answer being written, for the quota
 	requests  []Request
+
+	forgeAppID string    // from WithForgeApp
+	forge      *forgeApp // the Forge app the server plays for, if any
 }
 
 // Request is a request the server received.
@@ -244,6 +247,9 @@ func NewServer(opts ...Option) *Server {
 	s := newServer(rng)
 	for _, opt := range opts {
 		opt(s)
+	}
+	if s.forgeAppID != "" {
+		s.forge = newForgeApp(s.forgeAppID, s.seed)
 	}
 	s.srv = httptest.NewUnstartedServer(s)
 	if s.addr != "" {
