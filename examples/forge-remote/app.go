@@ -9,7 +9,6 @@ import (
 	"math"
 	"net/http"
 	"net/mail"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -140,46 +139,14 @@ func (a *App) onboard(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	cust, created, err := onboardCustomer(ctx, c, a.cfg.Desk, servicedesk.CreateCustomerRequest{Email: req.Email, DisplayName: req.DisplayName})
+	// Ensure creates the account or finds the one the email has, and adds
+	// it to the desk: a repeated click converges on one customer.
+	cust, created, err := c.Customers.Ensure(ctx, a.cfg.Desk, servicedesk.CreateCustomerRequest{Email: req.Email, DisplayName: req.DisplayName})
 	if err != nil {
 		writeJiraError(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, onboardResponse{AccountID: cust.AccountID, DisplayName: cust.DisplayName, Created: created})
-}
-
-// onboardCustomer creates the customer, or finds the account the email
-// already has, and adds it to the desk: safe to repeat.
-// TODO: CustomersService.Ensure does this, once it is released.
-func onboardCustomer(ctx context.Context, c *servicedesk.Client, desk string, req servicedesk.CreateCustomerRequest) (*servicedesk.Customer, bool, error) {
-	req.StrictConflictStatusCode = true
-	cust, err := c.Customers.Create(ctx, req)
-	created := err == nil
-	if errors.Is(err, servicedesk.ErrConflict) {
-		cust, err = findAccount(ctx, c, req.Email)
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	if err := c.Customers.Add(ctx, desk, servicedesk.CustomerIDs{AccountIDs: []string{cust.AccountID}}); err != nil {
-		return nil, false, err
-	}
-	return cust, created, nil
-}
-
-// findAccount finds the account of an email with Jira's user search (the
-// Customer API has no such lookup).
-func findAccount(ctx context.Context, c *servicedesk.Client, email string) (*servicedesk.Customer, error) {
-	var users []servicedesk.Customer
-	if err := c.Do(ctx, http.MethodGet, "/rest/api/3/user/search", url.Values{"query": {email}}, nil, &users); err != nil {
-		return nil, err
-	}
-	for _, u := range users {
-		if strings.EqualFold(u.EmailAddress, email) && u.AccountID != "" {
-			return &u, nil
-		}
-	}
-	return nil, errors.New("the email has an account that user search does not show (its email may be hidden)")
 }
 
 // nightlySync starts the sync of the installation's customers, as the
@@ -233,7 +200,7 @@ func (a *App) sync(c *servicedesk.Client, installation string) {
 	}
 	var created, failed int
 	for _, cust := range customers {
-		_, isNew, err := onboardCustomer(ctx, c, a.cfg.Desk, cust)
+		_, isNew, err := c.Customers.Ensure(ctx, a.cfg.Desk, cust)
 		switch {
 		case ctx.Err() != nil:
 			a.log.Warn("nightly sync: cut short", "installation", installation, "error", ctx.Err())
