@@ -10,9 +10,8 @@ import (
 	"math"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
-
-	"golang.org/x/time/rate"
 )
 
 // admit waits until the call's next attempt may go out: the limiter's
@@ -64,7 +63,7 @@ func (cl *call) slotRefusal(waited time.Duration, slots int) *Error {
 	if spent := cl.limitWaited; spent > 0 {
 		msg += fmt.Sprintf(", of which %v went in earlier waits", spent.Round(time.Millisecond))
 	}
-	return &Error{StatusCode: http.StatusTooManyRequests, Message: msg, RetryAfter: c.latency(), RateLimit: noRateLimit()}
+	return &Error{StatusCode: http.StatusTooManyRequests, Message: msg, RetryAfter: c.conc.latency(), RateLimit: noRateLimit()}
 }
 
 // limiterWait and limiterDone are the limiter's Wait and Done; for the
@@ -128,52 +127,89 @@ func (noLimiter) Done(Endpoint, Outcome)                              {}
 const maxAutoInFlight = 64
 
 // slotLimit is how many requests the client may have on the wire for a
-// call to b's endpoint: WithMaxInFlight's number, or by default enough for
-// the rate the governor paces the endpoint at, at the latency observed
-// (Little's law, with half again as much headroom), never fewer than
-// DefaultMaxInFlight nor more than maxAutoInFlight. An endpoint that
-// nothing paces gets DefaultMaxInFlight: then the bound is what keeps a
-// crowd of goroutines from bursting.
+// call to b's endpoint: WithMaxInFlight's number, or else the adaptive
+// bound (see concurrency).
 func (c *Client) slotLimit(b *bucket) int {
 	if c.maxInFlight > 0 {
 		return c.maxInFlight
 	}
-	n := DefaultMaxInFlight
-	g, ok := c.limiter.(*governor)
-	if !ok || b == nil {
-		return n
+	if g, ok := c.limiter.(*governor); ok && b != nil {
+		if r, known := g.knownPace(b); known {
+			return c.conc.forPace(r)
+		}
 	}
-	r := min(b.pace(), float64(g.global.Limit()))
-	if r >= float64(rate.Inf) || r <= 0 {
-		return n // unpaced
-	}
-	need := math.Ceil(r*c.latency().Seconds()*1.5) + 1
-	return int(min(max(float64(n), need), maxAutoInFlight))
+	return c.conc.probed()
 }
 
-// observeLatency folds an attempt's time to its answer into the client's
-// moving average.
-func (c *Client) observeLatency(d time.Duration) {
+// concurrency is the adaptive bound on requests in flight, for a client
+// without WithMaxInFlight.
+//
+// Once the server has told the endpoint's pace (announced it, named its
+// limit in a 429, or a 429 showed what it serves), pacing is what keeps
+// requests from bursting, and the bound is as many as that pace needs at
+// the latency observed: Little's law, with half again as much headroom.
+//
+// Until then the bound probes, as TCP's congestion window does: it starts
+// at DefaultMaxInFlight (Atlassian asks for 5–10), grows by one a round
+// trip while calls wait for a slot and answers come back 2xx, and falls by
+// a quarter on a 429. A crowd of goroutines cannot burst, and a slow
+// server does not hold a bulk job below its limit for good: at 250 ms a
+// request, 8 in flight are 32 a second.
+//
+// Either way it stays between DefaultMaxInFlight and maxAutoInFlight.
+type concurrency struct {
+	latencyNS atomic.Int64 // moving average of the time to an answer
+	probe     atomic.Int32 // the probing bound (DefaultMaxInFlight when 0)
+	grown     atomic.Int64 // when the probe last changed, Unix nanoseconds
+}
+
+func (cc *concurrency) forPace(r float64) int {
+	need := math.Ceil(r*cc.latency().Seconds()*1.5) + 1
+	return int(min(max(float64(DefaultMaxInFlight), need), maxAutoInFlight))
+}
+
+func (cc *concurrency) probed() int {
+	return int(max(cc.probe.Load(), DefaultMaxInFlight))
+}
+
+// observe folds an answer into the bound: its latency, and for the probe,
+// a 2xx or a 429; starved says calls are waiting for a slot.
+func (cc *concurrency) observe(d time.Duration, status int, starved bool) {
 	for {
-		old := c.latencyNS.Load()
+		old := cc.latencyNS.Load()
 		next := int64(d)
 		if old > 0 {
 			next = old + (int64(d)-old)/8
 		}
-		if c.latencyNS.CompareAndSwap(old, next) {
-			return
+		if cc.latencyNS.CompareAndSwap(old, next) {
+			break
+		}
+	}
+	stored := cc.probe.Load()
+	n := max(stored, DefaultMaxInFlight)
+	now := time.Now().UnixNano()
+	switch {
+	case status == 429:
+		if cc.probe.CompareAndSwap(stored, max(DefaultMaxInFlight, n-n/4)) {
+			cc.grown.Store(now)
+		}
+	case status >= 200 && status < 300 && n < maxAutoInFlight && starved:
+		// One more a round trip while calls wait for slots.
+		if last := cc.grown.Load(); now-last >= cc.latencyNS.Load() && cc.grown.CompareAndSwap(last, now) {
+			cc.probe.CompareAndSwap(stored, n+1)
 		}
 	}
 }
 
-func (c *Client) latency() time.Duration { return time.Duration(c.latencyNS.Load()) }
+func (cc *concurrency) latency() time.Duration { return time.Duration(cc.latencyNS.Load()) }
 
 // inFlight bounds the requests a Client has on the wire at once. The bound
 // is given with each acquire, since it may change as the client learns.
 type inFlight struct {
-	mu    sync.Mutex
-	used  int
-	freed chan struct{} // closed, and replaced, whenever a slot frees
+	mu      sync.Mutex
+	used    int
+	waiting int           // calls waiting for a slot
+	freed   chan struct{} // closed, and replaced, whenever a slot frees
 }
 
 // errSlotWait ends a wait for a slot that lasted as long as allowed.
@@ -194,6 +230,14 @@ func (s *inFlight) tryAcquire(limit int) bool {
 func (s *inFlight) acquire(ctx context.Context, limit func() int, deadline time.Time) error {
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
+	s.mu.Lock()
+	s.waiting++
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.waiting--
+		s.mu.Unlock()
+	}()
 	for {
 		s.mu.Lock()
 		if s.used < limit() {
@@ -226,9 +270,9 @@ func (s *inFlight) release() {
 	}
 }
 
-// inUse is how many slots are taken.
-func (s *inFlight) inUse() int {
+// starved reports calls waiting for a slot.
+func (s *inFlight) starved() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.used
+	return s.waiting > 0
 }

@@ -517,17 +517,19 @@ func BenchmarkBulkAdd(b *testing.B) {
 					servicedesktest.WithAnnounce(announces[bc.announce]),
 					servicedesktest.WithLatency(bc.latency),
 				}
-				var ok, throttled, failed, answers int
+				var ok, throttled, failed, answers, steadyOK int
 				var latencies []time.Duration
-				var elapsed time.Duration
+				var elapsed, steady time.Duration
 				for i := 0; i < b.N; i++ {
 					r := bulkAdd(b, srvOpts, adds, bc.conc, opts...)
 					ok, throttled, failed, answers = ok+r.ok, throttled+r.throttled, failed+r.failed, answers+r.answers
 					latencies = append(latencies, r.latencies...)
 					elapsed += r.elapsed
+					steadyOK, steady = steadyOK+r.steadyOK, steady+r.steady
 				}
 				slices.Sort(latencies)
 				b.ReportMetric(float64(ok)/elapsed.Seconds()/limit, "x-limit")
+				b.ReportMetric(float64(steadyOK)/steady.Seconds()/limit, "x-limit-steady")
 				b.ReportMetric(100*float64(throttled)/float64(answers), "429-%")
 				b.ReportMetric(float64(failed)/float64(b.N), "failed")
 				b.ReportMetric(float64(latencies[len(latencies)*99/100].Microseconds())/1000, "p99-ms")
@@ -540,6 +542,10 @@ type bulkResult struct {
 	ok, throttled, failed, answers int
 	latencies                      []time.Duration
 	elapsed                        time.Duration
+	// Once the limit is learnt: Adds served from 2 s after the start to
+	// the last full second of the run, and that span.
+	steadyOK int
+	steady   time.Duration
 }
 
 func bulkAdd(b *testing.B, srvOpts []servicedesktest.Option, adds, conc int, opts ...servicedesk.Option) bulkResult {
@@ -581,14 +587,19 @@ func bulkAdd(b *testing.B, srvOpts []servicedesktest.Option, adds, conc int, opt
 	}
 	wg.Wait()
 	r.elapsed = time.Since(start)
+	from, to := start.Add(2*time.Second), start.Add(r.elapsed.Truncate(time.Second))
 	for _, req := range srv.Requests() {
 		r.answers++
 		switch req.Status {
 		case http.StatusNoContent:
 			r.ok++
+			if !req.At.Before(from) && req.At.Before(to) {
+				r.steadyOK++
+			}
 		case http.StatusTooManyRequests:
 			r.throttled++
 		}
 	}
+	r.steady = max(to.Sub(from), time.Millisecond)
 	return r
 }

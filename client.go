@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
@@ -39,8 +38,8 @@ type Client struct {
 
 	limiter     RateLimiter
 	slots       inFlight      // bounds the requests on the wire
-	maxInFlight int           // WithMaxInFlight's bound; 0: adaptive (slotLimit)
-	latencyNS   atomic.Int64  // moving average of the time to an answer
+	maxInFlight int           // WithMaxInFlight's bound; 0: adaptive (conc)
+	conc        concurrency   // the adaptive bound
 	limitWait   time.Duration // the longest wait for the limiter or a Retry-After
 
 	hooks Hooks

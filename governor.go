@@ -146,7 +146,8 @@ type bucket struct {
 	inflight atomic.Int32
 	queued   atomic.Int32 // requests waiting for their turn
 
-	cut atomic.Bool // the rate was lowered after a 429 that announced none
+	cut   atomic.Bool // the rate was lowered after a 429 that announced none
+	known atomic.Bool // the pace comes from what the server said
 
 	mu      sync.Mutex
 	learned bool       // the rate came from the server's headers
@@ -471,8 +472,11 @@ func refusal(r refused) *Error {
 func (g *governor) Done(ep Endpoint, o Outcome) { g.done(g.bucket(ep), o) }
 
 func (g *governor) done(b *bucket, o Outcome) {
-	inflight := int(b.inflight.Add(-1))
-	g.inflight.Add(-1)
+	// A Done without its Wait (a caller of a shared limiter's own making)
+	// must not push the counts below zero: r minus a negative count would
+	// keep tokens the server says are gone.
+	inflight := int(decrement(&b.inflight))
+	decrement(&g.inflight)
 	if o.StatusCode == 0 {
 		return
 	}
@@ -485,6 +489,19 @@ func (g *governor) done(b *bucket, o Outcome) {
 	case o.StatusCode < 400:
 		b.count(now)
 		b.recover(g, now)
+	}
+}
+
+// decrement lowers n by one, not below zero, and returns the new value.
+func decrement(n *atomic.Int32) int32 {
+	for {
+		v := n.Load()
+		if v <= 0 {
+			return 0
+		}
+		if n.CompareAndSwap(v, v-1) {
+			return v - 1
+		}
 	}
 }
 
@@ -646,6 +663,7 @@ func (g *governor) setRate(b *bucket, n float64, policy string) {
 		b.lim.SetBurst(min(paceBurst(n), maxBurst))
 		b.learned, b.ceiling, b.policy, b.limit = true, r, policy, n
 		b.cut.Store(false)
+		b.known.Store(true)
 		b.storePace()
 	})
 }
@@ -716,6 +734,7 @@ func (g *governor) cutRate(b *bucket, now time.Time) {
 		b.lim.SetLimitAt(now, next)
 		b.lim.SetBurstAt(now, paceBurst(float64(next)))
 		b.cut.Store(true)
+		b.known.Store(true)
 		b.storePace()
 	})
 }
@@ -750,6 +769,17 @@ func (b *bucket) recover(g *governor, now time.Time) {
 		}
 		b.storePace()
 	})
+}
+
+// knownPace is the pace of b, requests a second, and whether it comes from
+// what the server said (an announced policy, a 429's limit or what was
+// served before a 429, Data Center's fill rate) rather than from a
+// documented default or nothing.
+func (g *governor) knownPace(b *bucket) (float64, bool) {
+	if r := g.global.Limit(); r != rate.Inf {
+		return min(float64(r), b.pace()), true
+	}
+	return b.pace(), b.known.Load()
 }
 
 // storePace publishes the bucket's pace for slotLimit. Callers hold b.mu

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -233,25 +235,47 @@ func TestBucketsAreBounded(t *testing.T) {
 	assert.LessOrEqual(t, len(g.buckets), maxBuckets+1)
 }
 
-// TestSlotLimitFollowsPaceAndLatency: unpaced endpoints get the default
-// bound; a paced one as many as its pace needs at the latency observed.
+// TestSlotLimitFollowsPaceAndLatency: while the server has not told an
+// endpoint's pace, the bound probes: it starts at the default, grows by
+// one a round trip while calls wait for slots and answers are 2xx, and
+// falls by a quarter on a 429. Once the pace is known, the bound is what
+// that pace needs at the latency observed.
 func TestSlotLimitFollowsPaceAndLatency(t *testing.T) {
 	t.Parallel()
 	c, err := NewClient("https://x.atlassian.net")
 	require.NoError(t, err)
 	g := c.limiter.(*governor)
-	unpaced := (&governor{buckets: map[Endpoint]*bucket{}, global: g.global, changed: make(chan struct{})}).bucket(Endpoint{Method: "POST", Path: "/x"})
-	c.observeLatency(250 * time.Millisecond)
-	assert.Equal(t, DefaultMaxInFlight, c.slotLimit(unpaced), "nothing paces it: the bound is what holds a crowd back")
 	add := g.bucket(Endpoint{Method: "POST", Path: deskCustomersTemplate})
-	g.setRate(add, 50, "jira-burst-based") // paced at 47 a second
+	assert.Equal(t, DefaultMaxInFlight, c.slotLimit(add), "Cloud's documented pace is not the server's word: probe from the default")
+
+	const rtt = 250 * time.Millisecond
+	c.conc.observe(rtt, 204, false)
+	c.conc.grown.Add(-int64(rtt))
+	c.conc.observe(rtt, 204, false)
+	assert.Equal(t, DefaultMaxInFlight, c.slotLimit(add), "no call waited for a slot: no reason to grow")
+	for round := 0; round < 4; round++ {
+		c.conc.grown.Add(-int64(rtt)) // a round trip ago
+		for i := 0; i < c.slotLimit(add); i++ {
+			c.conc.observe(rtt, 204, true)
+		}
+	}
+	assert.Equal(t, DefaultMaxInFlight+4, c.slotLimit(add), "one more a round trip")
+	c.conc.observe(rtt, 429, true)
+	assert.Equal(t, 9, c.slotLimit(add), "a quarter less after a 429")
+
+	g.setRate(add, 50, "jira-burst-based") // the server's word: paced at 47 a second
 	assert.Equal(t, 19, c.slotLimit(add), "47/s × 0.25 s × 1.5, and one")
-	c.observeLatency(10 * time.Second)
+	for i := 0; i < 100; i++ {
+		c.conc.observe(10*time.Second, 204, true)
+	}
 	assert.Equal(t, maxAutoInFlight, c.slotLimit(add), "capped")
+
 	fixed, err := NewClient("https://x.atlassian.net", WithMaxInFlight(3))
 	require.NoError(t, err)
-	fixed.observeLatency(250 * time.Millisecond)
-	assert.Equal(t, 3, fixed.slotLimit(fixed.limiter.(*governor).bucket(Endpoint{Method: "POST", Path: deskCustomersTemplate})))
+	fixed.conc.observe(rtt, 204, true)
+	fb := fixed.limiter.(*governor).bucket(Endpoint{Method: "POST", Path: deskCustomersTemplate})
+	fixed.limiter.(*governor).setRate(fb, 50, "jira-burst-based")
+	assert.Equal(t, 3, fixed.slotLimit(fb))
 }
 
 // TestWaitingTurnsArePacedAgain: requests waiting their turn when the pace
@@ -293,4 +317,64 @@ func TestWaitingTurnsArePacedAgain(t *testing.T) {
 	assert.Less(t, early, 20, "admitted in the first 600 ms: at most a few before the change, then 8 a second")
 	g.repace(func() { b.lim.SetLimit(rate.Inf) }) // let the rest go
 	wg.Wait()
+}
+
+// TestInFlightCountsDoNotDrift: whatever a workload does (429s, retries,
+// refusals, cancelled contexts), the governor's and the client's counts of
+// requests in flight are back at zero when it is over; a Done without its
+// Wait does not push them below zero (r minus a negative count would keep
+// tokens the server says are gone).
+func TestInFlightCountsDoNotDrift(t *testing.T) {
+	t.Parallel()
+	ep := Endpoint{Method: http.MethodPost, Path: deskCustomersTemplate}
+	g := NewRateLimiter(RateLimiterConfig{}).(*governor)
+	g.Done(ep, Outcome{StatusCode: 204, RateLimit: noRateLimit()})
+	assert.Zero(t, g.inflight.Load())
+	assert.Zero(t, g.bucket(ep).inflight.Load())
+
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch n.Add(1) % 4 {
+		case 0:
+			w.Header().Set("Retry-After", "0")
+			w.Header().Set("RateLimit-Reason", "jira-burst-based")
+			w.WriteHeader(http.StatusTooManyRequests)
+		case 1:
+			w.WriteHeader(http.StatusServiceUnavailable)
+		default:
+			time.Sleep(time.Millisecond)
+			w.WriteHeader(http.StatusNoContent)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	c, err := NewClient(srv.URL, WithRetryWait(time.Millisecond, 2*time.Millisecond), WithRateLimitWait(200*time.Millisecond))
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	for i := 0; i < 32; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 10; j++ {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Duration(1+(i*j)%40)*time.Millisecond)
+				_ = c.Customers.Add(ctx, "1", CustomerIDs{AccountIDs: []string{"a"}})
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	cg := c.limiter.(*governor)
+	assert.Zero(t, cg.inflight.Load(), "the governor's count")
+	cg.mu.RLock()
+	for ep, b := range cg.buckets {
+		assert.Zero(t, b.inflight.Load(), "%v", ep)
+		assert.Zero(t, b.queued.Load(), "%v", ep)
+	}
+	cg.mu.RUnlock()
+	assert.False(t, c.slots.starved())
+	c.slots.mu.Lock()
+	assert.Zero(t, c.slots.used, "the client's slots")
+	c.slots.mu.Unlock()
+	cg.wmu.Lock()
+	assert.Empty(t, cg.waiting, "turns left registered")
+	cg.wmu.Unlock()
 }

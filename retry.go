@@ -74,7 +74,7 @@ func (cl *call) afterAttempt(resp *http.Response, err error) (bool, error) {
 	var serverWait time.Duration
 	var announced bool
 	if resp != nil {
-		cl.c.observeLatency(now.Sub(cl.attemptStart))
+		cl.c.conc.observe(now.Sub(cl.attemptStart), resp.StatusCode, cl.c.slots.starved())
 		if resp.StatusCode < 200 || resp.StatusCode > 299 {
 			bufferBody(resp)
 			serverWait, _ = retryAfter(resp.Header, now)
