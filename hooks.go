@@ -67,7 +67,10 @@ type AttemptInfo struct {
 	// without the URL's query.
 	Err   error
 	Class ErrorClass // what the attempt ended in
-	Retry bool       // another attempt follows
+	// Retry says another attempt follows: the hook runs once that is
+	// certain (after the wait, with the rate limiter's turn taken), so it
+	// is false when the limiter or the context ended the call instead.
+	Retry bool
 }
 
 // CallResult is how a call ended.
@@ -76,8 +79,9 @@ type CallResult struct {
 	Attempts   int           // requests sent; 0 when the rate limiter refused the call, or input was bad
 	StatusCode int           // of the last answer; 0 when none came
 	Duration   time.Duration // the whole call: attempts, waits and reading the answer
-	// Waited is how long the call waited for the rate limiter and free
-	// slots, in all: the time it was paced or paused.
+	// Waited is how long the call waited, in all: for the rate limiter
+	// and free slots (the time it was paced or paused), and between
+	// attempts (backoff, a 429's Retry-After).
 	Waited    time.Duration
 	RequestID string // of the last answer
 	Err       error  // what the call returns
