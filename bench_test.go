@@ -542,7 +542,7 @@ type bulkResult struct {
 	ok, throttled, failed, answers int
 	latencies                      []time.Duration
 	elapsed                        time.Duration
-	// Once the limit is learnt: Adds served from 2 s after the start to
+	// Once the limit is learnt: Adds served from 4 s after the start to
 	// the last full second of the run, and that span.
 	steadyOK int
 	steady   time.Duration
@@ -587,7 +587,7 @@ func bulkAdd(b *testing.B, srvOpts []servicedesktest.Option, adds, conc int, opt
 	}
 	wg.Wait()
 	r.elapsed = time.Since(start)
-	from, to := start.Add(2*time.Second), start.Add(r.elapsed.Truncate(time.Second))
+	from, to := start.Add(4*time.Second), start.Add(r.elapsed.Truncate(time.Second))
 	for _, req := range srv.Requests() {
 		r.answers++
 		switch req.Status {
