@@ -42,6 +42,7 @@ type call struct {
 	// read, or when the call gives up on it.
 	attemptCtx    context.Context
 	cancelAttempt context.CancelFunc
+	started       bool // the attempt about to be sent has its context
 
 	req retryablehttp.Request // the request the attempts send
 }
@@ -76,10 +77,11 @@ func (cl *call) startAttempt(req *http.Request) {
 	cl.attemptStart = time.Now()
 	ctx := cl.ctx
 	if cl.c.timeout > 0 {
-		ctx, cl.cancelAttempt = context.WithTimeoutCause(cl.ctx, cl.c.timeout, &attemptTimeoutError{after: cl.c.timeout})
+		ctx, cl.cancelAttempt = context.WithTimeoutCause(cl.ctx, cl.c.timeout, cl.c.timedOut)
 	}
 	cl.attemptCtx = ctx
 	cl.req.Request = req.WithContext(ctx)
+	cl.started = true
 }
 
 // endAttempt ends the attempt's context: its answer has been read, or

@@ -34,7 +34,8 @@ type Client struct {
 	maxRetries   int
 	retryWaitMin time.Duration
 	retryWaitMax time.Duration
-	timeout      time.Duration // per attempt; 0: none
+	timeout      time.Duration        // per attempt; 0: none
+	timedOut     *attemptTimeoutError // the cause of an attempt's context that ran out of time
 
 	limiter     RateLimiter
 	slots       inFlight      // bounds the requests on the wire
@@ -121,6 +122,7 @@ func newClient(where, field string, base *url.URL, cfg config) (*Client, error) 
 	case cfg.limiter == nil:
 		c.limiter = noLimiter{}
 	}
+	c.timedOut = &attemptTimeoutError{after: c.timeout}
 	c.retry = newRetryClient(newHTTPClient(cfg.httpClient, cfg.auth, base), c.maxRetries)
 	c.common.client = c
 	c.Customers = (*CustomersService)(&c.common)
@@ -325,9 +327,9 @@ func joinHints(hints []string) string {
 	return b.String()
 }
 
-// newHTTPRequest builds the request every attempt sends, in the call's
-// context. Each request gets header values of its own: a transport may
-// write into them.
+// newHTTPRequest builds the request every attempt sends, in the first
+// attempt's context (see startAttempt). Each request gets header values of
+// its own: a transport may write into them.
 func (cl *call) newHTTPRequest() *retryablehttp.Request {
 	r := cl.r
 	h := make(http.Header, 5)
@@ -338,7 +340,7 @@ func (cl *call) newHTTPRequest() *retryablehttp.Request {
 	}
 	// The URL is already built: hand it over rather than render and parse
 	// it again, as http.NewRequest would.
-	hr := (&http.Request{
+	hr := &http.Request{
 		Method:     r.method,
 		URL:        r.url,
 		Proto:      "HTTP/1.1",
@@ -346,7 +348,7 @@ func (cl *call) newHTTPRequest() *retryablehttp.Request {
 		ProtoMinor: 1,
 		Header:     h,
 		Host:       r.url.Host,
-	}).WithContext(cl.ctx)
+	}
 	if r.body != nil {
 		h["Content-Type"] = []string{"application/json"}
 		if r.contentType != "" {
@@ -357,7 +359,7 @@ func (cl *call) newHTTPRequest() *retryablehttp.Request {
 		hr.GetBody = cl.getBody
 		hr.Body = http.NoBody
 	}
-	cl.req.Request = hr
+	cl.startAttempt(hr)
 	return &cl.req
 }
 

@@ -44,7 +44,10 @@ func beforeAttempt(_ retryablehttp.Logger, req *http.Request, _ int) {
 	if cl.r.body != nil {
 		req.Body = newBodyReader(cl.r.body)
 	}
-	cl.startAttempt(req)
+	if !cl.started { // the first attempt's was made with the request
+		cl.startAttempt(req)
+	}
+	cl.started = false
 }
 
 // newBodyReader reads a request body from the start. It must be a NopCloser
