@@ -345,7 +345,7 @@ func TestPacerGivesBackExactly(t *testing.T) {
 	for i := 0; i < 100; i++ {
 		last = p.bookLocked(now)
 	}
-	assert.InDelta(t, (100*time.Second/47).Seconds(), last.Sub(now).Seconds(), 0.001, "one every 1/47 s after the burst")
+	assert.InDelta(t, (100 * time.Second / 47).Seconds(), last.Sub(now).Seconds(), 0.001, "one every 1/47 s after the burst")
 	p.giveBackLocked(100)
 	assert.Equal(t, before, p.tat, "back where it was, to the nanosecond")
 	at := p.bookLocked(now)
