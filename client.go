@@ -308,23 +308,8 @@ func (cl *call) apiError(resp *http.Response) *Error {
 		hints = append(hints, fmt.Sprintf("not retried: the server asked to wait %v; WithRateLimitWait allows %v a call, %v of it left",
 			cl.tooLong.Round(time.Millisecond), cl.c.limitWait, max(0, cl.c.limitWait-cl.limitWaited).Round(time.Millisecond)))
 	}
-	e.Hint = joinHints(hints)
+	e.Hint = joinNonEmpty("; ", hints...)
 	return e
-}
-
-// joinHints joins what the SDK has to say about an error, skipping "".
-func joinHints(hints []string) string {
-	var b strings.Builder
-	for _, h := range hints {
-		if h == "" {
-			continue
-		}
-		if b.Len() > 0 {
-			b.WriteString("; ")
-		}
-		b.WriteString(h)
-	}
-	return b.String()
 }
 
 // newHTTPRequest builds the request every attempt sends, in the first

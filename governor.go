@@ -444,9 +444,8 @@ func refusal(r refused) *Error {
 		rl.Reason, rl.Policy = p.reason, p.policy
 		b.WriteString("paused ")
 		b.WriteString(p.cause)
-		if p.reason != "" || p.policy != "" {
-			b.WriteString(" (" + strings.TrimPrefix(p.reason+", "+p.policy, ", "))
-			b.WriteString(")")
+		if why := joinNonEmpty(", ", p.reason, p.policy); why != "" {
+			b.WriteString(" (" + why + ")")
 		}
 		fmt.Fprintf(&b, " for another %v", r.wait.Round(time.Millisecond))
 	} else {
@@ -475,6 +474,17 @@ func refusal(r refused) *Error {
 		}
 	}
 	return &Error{StatusCode: 429, Message: b.String(), RetryAfter: max(r.wait, 0), RateLimit: rl}
+}
+
+// joinNonEmpty joins the strings that are not empty.
+func joinNonEmpty(sep string, ss ...string) string {
+	var out []string
+	for _, s := range ss {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	return strings.Join(out, sep)
 }
 
 // Done implements RateLimiter.

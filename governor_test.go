@@ -322,6 +322,7 @@ func TestLongRetryAfterFailsFastForAHandler(t *testing.T) {
 	assert.Equal(t, 60*time.Second, apiErr.RetryAfter)
 	_, err = c.Customers.List(context.Background(), "1", nil)
 	notSent(t, err, "jira-burst-based")
+	assert.Contains(t, err.Error(), "not sent: paused after a 429 (jira-burst-based) for another")
 	assert.Less(t, time.Since(start), 5*time.Second)
 	assert.Equal(t, int32(1), n.Load())
 }

@@ -274,13 +274,6 @@ func retryableTransportError(err error) bool {
 	return !permanentTransportError.MatchString(err.Error())
 }
 
-// isTimeout reports a deadline that passed: a context's, or a network
-// timeout.
-func isTimeout(err error) bool {
-	var netErr net.Error
-	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &netErr) && netErr.Timeout()
-}
-
 // credentialsError is an authenticator's failure to produce credentials
 // (a token source that cannot refresh). Retrying does not help.
 type credentialsError struct{ err error }
