@@ -1,0 +1,340 @@
+package redislimiter
+
+import (
+	"context"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/servicedesk-go/servicedesk"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+var (
+	addEp  = servicedesk.Endpoint{Method: "POST", Path: "/rest/servicedeskapi/servicedesk/{serviceDeskId}/customer"}
+	listEp = servicedesk.Endpoint{Method: "GET", Path: "/rest/servicedeskapi/servicedesk/{serviceDeskId}/customer"}
+)
+
+// newLimiter is a limiter on r with its own client, as a process would
+// have; n counts the commands it sends.
+func newLimiter(t testing.TB, r *testRedis, pfx string, cfg servicedesk.RateLimiterConfig, opts ...Option) (*limiter, *atomic.Int64) {
+	rdb, n := r.client(t)
+	return New(rdb, cfg, append([]Option{WithKeyPrefix(pfx)}, opts...)...).(*limiter), n
+}
+
+// rateLimited asserts that err is the limiter's refusal, and returns it.
+func rateLimited(t *testing.T, err error) *servicedesk.Error {
+	t.Helper()
+	var apiErr *servicedesk.Error
+	require.ErrorAs(t, err, &apiErr)
+	require.ErrorIs(t, err, servicedesk.ErrRateLimited)
+	require.Equal(t, 429, apiErr.StatusCode)
+	require.Positive(t, apiErr.RetryAfter)
+	return apiErr
+}
+
+// admitNow counts the Waits that get through at once, alternating between
+// limiters, until one is refused; it returns the refusal.
+func admitNow(t *testing.T, ep servicedesk.Endpoint, lims ...*limiter) (int, error) {
+	t.Helper()
+	for n := 0; n < 1000; n++ {
+		if err := lims[n%len(lims)].Wait(context.Background(), ep, 0); err != nil {
+			return n, err
+		}
+	}
+	t.Fatal("no Wait was refused")
+	return 0, nil
+}
+
+func TestPacingIsSharedBetweenProcesses(t *testing.T) {
+	t.Parallel()
+	pfx := prefix(t)
+	cfg := servicedesk.RateLimiterConfig{Rates: map[servicedesk.Endpoint]float64{addEp: 100}}
+	a, _ := newLimiter(t, shared, pfx, cfg)
+	b, _ := newLimiter(t, shared, pfx, cfg)
+
+	// A limit of 100 a second is a bucket of 15 (paced at 84 a second):
+	// the two processes share it.
+	n, err := admitNow(t, addEp, a, b)
+	assert.InDelta(t, 15, n, 1, "admitted at once")
+	apiErr := rateLimited(t, err)
+	assert.LessOrEqual(t, apiErr.RetryAfter, time.Second/84+time.Millisecond)
+	assert.Contains(t, apiErr.Message, "not sent: requests are paced")
+
+	// A third process of another site has a bucket of its own.
+	other, _ := newLimiter(t, shared, prefix(t), cfg)
+	n, _ = admitNow(t, addEp, other)
+	assert.InDelta(t, 15, n, 1, "another prefix shares nothing")
+}
+
+func TestWaitSleepsItsTurnWithinMaxWait(t *testing.T) {
+	t.Parallel()
+	cfg := servicedesk.RateLimiterConfig{Rates: map[servicedesk.Endpoint]float64{addEp: 20}} // burst 3, 16 a second
+	a, _ := newLimiter(t, shared, prefix(t), cfg)
+	ctx := context.Background()
+	n, _ := admitNow(t, addEp, a)
+	require.InDelta(t, 3, n, 1)
+
+	start := time.Now()
+	require.NoError(t, a.Wait(ctx, addEp, time.Second))
+	assert.GreaterOrEqual(t, time.Since(start), 40*time.Millisecond, "waited its turn (1/16 s after the last)")
+
+	// Too short a wait: refused at once, with how long it would have been.
+	start = time.Now()
+	apiErr := rateLimited(t, a.Wait(ctx, addEp, 5*time.Millisecond))
+	assert.Less(t, time.Since(start), 40*time.Millisecond, "refused without waiting")
+	assert.Contains(t, apiErr.Message, "WithRateLimitWait allows 5ms")
+
+	// The context's deadline, when it comes first, bounds it the same way.
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Millisecond)
+	defer cancel()
+	apiErr = rateLimited(t, a.Wait(dctx, addEp, time.Minute))
+	assert.Contains(t, apiErr.Message, "the context's deadline comes first")
+}
+
+func TestABurst429PausesTheEndpointInEveryProcess(t *testing.T) {
+	t.Parallel()
+	pfx := prefix(t)
+	a, _ := newLimiter(t, shared, pfx, servicedesk.RateLimiterConfig{})
+	b, _ := newLimiter(t, shared, pfx, servicedesk.RateLimiterConfig{})
+	ctx := context.Background()
+
+	require.NoError(t, a.Wait(ctx, addEp, 0))
+	a.Done(addEp, outcome429("jira-burst-based", 2*time.Second))
+
+	start := time.Now()
+	apiErr := rateLimited(t, b.Wait(ctx, addEp, 100*time.Millisecond))
+	assert.Less(t, time.Since(start), 90*time.Millisecond, "refused without waiting")
+	assert.InDelta(t, 2*time.Second, apiErr.RetryAfter, float64(200*time.Millisecond))
+	assert.Equal(t, "jira-burst-based", apiErr.RateLimit.Reason)
+	assert.Contains(t, apiErr.Message, "paused after a 429 (jira-burst-based)")
+
+	// Other endpoints go on.
+	require.NoError(t, b.Wait(ctx, listEp, 0))
+	b.Done(listEp, servicedesk.Outcome{StatusCode: 200, RateLimit: noHeaders()})
+}
+
+func TestAQuota429PausesEverythingInEveryProcess(t *testing.T) {
+	t.Parallel()
+	pfx := prefix(t)
+	a, _ := newLimiter(t, shared, pfx, servicedesk.RateLimiterConfig{})
+	b, _ := newLimiter(t, shared, pfx, servicedesk.RateLimiterConfig{})
+	ctx := context.Background()
+
+	require.NoError(t, a.Wait(ctx, addEp, 0))
+	a.Done(addEp, outcome429("jira-quota-global-based", time.Hour))
+
+	apiErr := rateLimited(t, b.Wait(ctx, listEp, time.Second))
+	assert.InDelta(t, time.Hour, apiErr.RetryAfter, float64(time.Second))
+	assert.Equal(t, "jira-quota-global-based", apiErr.RateLimit.Reason)
+}
+
+func TestAnnouncedNoneLeftOfAQuotaPausesEverything(t *testing.T) {
+	t.Parallel()
+	pfx := prefix(t)
+	a, _ := newLimiter(t, shared, pfx, servicedesk.RateLimiterConfig{})
+	b, _ := newLimiter(t, shared, pfx, servicedesk.RateLimiterConfig{})
+	ctx := context.Background()
+
+	require.NoError(t, a.Wait(ctx, addEp, 0))
+	rl := noHeaders()
+	rl.Policies = []servicedesk.RateLimitPolicy{{Name: "global-app-quota", Quota: 65000, Window: time.Hour, Remaining: 0, Reset: time.Now().Add(10 * time.Minute)}}
+	a.Done(addEp, servicedesk.Outcome{StatusCode: 200, RateLimit: rl})
+
+	apiErr := rateLimited(t, b.Wait(ctx, listEp, time.Second))
+	assert.InDelta(t, 10*time.Minute, apiErr.RetryAfter, float64(time.Second))
+	assert.Equal(t, "jira-quota-global-based", apiErr.RateLimit.Reason, "the reason Jira gives for that policy")
+	assert.Contains(t, apiErr.Message, "none left of global-app-quota, as announced")
+}
+
+func TestALearnedLimitPacesEveryProcess(t *testing.T) {
+	t.Parallel()
+	pfx := prefix(t)
+	a, _ := newLimiter(t, shared, pfx, servicedesk.RateLimiterConfig{})
+	b, _ := newLimiter(t, shared, pfx, servicedesk.RateLimiterConfig{})
+	ctx := context.Background()
+
+	// Unpaced until an answer announces a limit: 10 a second.
+	for range 20 {
+		require.NoError(t, b.Wait(ctx, addEp, 0), "nothing paced yet")
+	}
+	require.NoError(t, a.Wait(ctx, addEp, 0))
+	rl := noHeaders()
+	rl.Policies = []servicedesk.RateLimitPolicy{{Name: "jira-burst-based", Quota: 10, Window: time.Second, Remaining: -1}}
+	a.Done(addEp, servicedesk.Outcome{StatusCode: 200, RateLimit: rl})
+
+	// Coming from no pace, one request at once, then 8 a second.
+	n, err := admitNow(t, addEp, b)
+	assert.Equal(t, 1, n)
+	apiErr := rateLimited(t, err)
+	assert.InDelta(t, time.Second/8, apiErr.RetryAfter, float64(10*time.Millisecond))
+	assert.Contains(t, apiErr.Message, "paced (jira-burst-based)")
+}
+
+func TestWhatTheServerSaysIsBounded(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	secret := "Bearer eyJhbGciOiJIUzI1NiJ9.c2VjcmV0"
+	t.Run("a pause", func(t *testing.T) {
+		t.Parallel()
+		pfx := prefix(t)
+		a, _ := newLimiter(t, shared, pfx, servicedesk.RateLimiterConfig{})
+		rl := noHeaders()
+		rl.Reason = secret // a server echoing what it was sent
+		rl.Policies = []servicedesk.RateLimitPolicy{{Name: "global-app-quota", Quota: -1, Remaining: 0, Reset: time.Now().Add(31 * 365 * 24 * time.Hour)}}
+		require.NoError(t, a.Wait(ctx, addEp, 0))
+		a.Done(addEp, servicedesk.Outcome{StatusCode: 429, RateLimit: rl, Wait: 1000 * time.Hour})
+		b, _ := newLimiter(t, shared, pfx, servicedesk.RateLimiterConfig{})
+		apiErr := rateLimited(t, b.Wait(ctx, listEp, time.Second))
+		assert.LessOrEqual(t, apiErr.RetryAfter, 24*time.Hour)
+		assert.NotContains(t, apiErr.Error(), "eyJ", "what a server echoes is not kept")
+	})
+	t.Run("a pace", func(t *testing.T) {
+		t.Parallel()
+		for name, rl := range map[string]servicedesk.RateLimit{
+			"policy":      {Limit: -1, Remaining: -1, FillRate: -1, RetryAfter: -1, Policies: []servicedesk.RateLimitPolicy{{Name: "jira-burst-based", Quota: 1, Window: 1e9 * time.Second, Remaining: -1}}},
+			"data center": {Limit: 1, Remaining: -1, FillRate: 1, Interval: 1e9 * time.Second, RetryAfter: -1},
+		} {
+			a, _ := newLimiter(t, shared, prefix(t), servicedesk.RateLimiterConfig{})
+			require.NoError(t, a.Wait(ctx, addEp, 0))
+			a.Done(addEp, servicedesk.Outcome{StatusCode: 200, RateLimit: rl})
+			_, err := admitNow(t, addEp, a)
+			apiErr := rateLimited(t, err)
+			assert.LessOrEqual(t, apiErr.RetryAfter, time.Minute+time.Second, name+": at least one request a minute")
+		}
+	})
+}
+
+func TestAnAnswerWithNothingNewCostsNoRoundTrip(t *testing.T) {
+	t.Parallel()
+	r := shared
+	a, n := newLimiter(t, r, prefix(t), servicedesk.RateLimiterConfig{Cloud: true})
+	ctx := context.Background()
+	deleteEp := servicedesk.Endpoint{Method: "DELETE", Path: addEp.Path}
+	require.NoError(t, a.Wait(ctx, deleteEp, 0)) // loads the scripts
+	a.Done(deleteEp, servicedesk.Outcome{StatusCode: 429, RateLimit: noHeaders()})
+
+	sent := n.Load()
+	require.NoError(t, a.Wait(ctx, addEp, 0))
+	assert.Equal(t, int64(1), n.Load()-sent, "a request that need not wait: one round trip")
+	sent = n.Load()
+	a.Done(addEp, servicedesk.Outcome{StatusCode: 200, RateLimit: noHeaders()})
+	assert.Equal(t, int64(0), n.Load()-sent, "an answer with nothing new: none")
+
+	// Its lease goes with the next script, or within flushAfter.
+	flight := a.endpoint(addEp).flightKey
+	rdb, _ := r.client(t)
+	require.Eventually(t, func() bool { return rdb.ZCard(ctx, flight).Val() == 0 }, 2*time.Second, 10*time.Millisecond)
+
+	require.NoError(t, a.Wait(ctx, addEp, 0))
+	sent = n.Load()
+	a.Done(addEp, outcome429("jira-burst-based", time.Second))
+	assert.Equal(t, int64(1), n.Load()-sent, "a 429: one round trip")
+}
+
+func TestACrashedProcessHoldsNoLeaseForGood(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pfx := prefix(t)
+	crashed, _ := newLimiter(t, shared, pfx, servicedesk.RateLimiterConfig{})
+	crashed.timing.lease = 300 * time.Millisecond
+	require.NoError(t, crashed.Wait(ctx, addEp, 0))
+	require.NoError(t, crashed.Wait(ctx, addEp, 0)) // and never Done
+
+	a, _ := newLimiter(t, shared, pfx, servicedesk.RateLimiterConfig{})
+	require.NoError(t, a.Wait(ctx, addEp, 0))
+	assert.Equal(t, 3, a.endpoint(addEp).state().inflight)
+	a.Done(addEp, servicedesk.Outcome{StatusCode: 429, RateLimit: noHeaders()}) // news: a round trip
+	assert.Equal(t, 2, a.endpoint(addEp).state().inflight, "its own lease is gone")
+
+	time.Sleep(400 * time.Millisecond)
+	a.Done(addEp, outcome429("jira-burst-based", time.Second))
+	assert.Equal(t, 0, a.endpoint(addEp).state().inflight, "the crashed process's leases expired")
+}
+
+func TestEveryKeyExpires(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pfx := prefix(t)
+	a, _ := newLimiter(t, shared, pfx, servicedesk.RateLimiterConfig{Cloud: true})
+	b, _ := newLimiter(t, shared, pfx, servicedesk.RateLimiterConfig{Cloud: true})
+	// Every kind of key: endpoints paced and paused, the site paused, Data
+	// Center's bucket, leases in flight, members.
+	for _, ep := range []servicedesk.Endpoint{addEp, listEp} {
+		require.NoError(t, a.Wait(ctx, ep, time.Second))
+		require.NoError(t, b.Wait(ctx, ep, time.Second))
+	}
+	a.Done(addEp, outcome429("jira-burst-based", time.Second))
+	rl := servicedesk.RateLimit{Limit: 100, Remaining: 3, FillRate: 10, Interval: time.Second, RetryAfter: -1}
+	a.Done(listEp, servicedesk.Outcome{StatusCode: 200, RateLimit: rl})
+	b.Done(listEp, outcome429("jira-quota-tenant-based", time.Minute))
+
+	rdb, _ := shared.client(t)
+	keys, err := rdb.Keys(ctx, "{"+pfx+"}*").Result()
+	require.NoError(t, err)
+	// ep ×2, global, members, flight, POST's flight (b's lease; GET's
+	// flight set went with its last lease).
+	assert.Len(t, keys, 6, "%v", keys)
+	for _, k := range keys {
+		ttl, err := rdb.PTTL(ctx, k).Result()
+		require.NoError(t, err)
+		assert.Positive(t, ttl, k)
+		assert.LessOrEqual(t, ttl, keyTTL+time.Minute+time.Second, k)
+	}
+}
+
+func TestAnInvalidConfigurationFailsBeforeSending(t *testing.T) {
+	t.Parallel()
+	rdb, n := shared.client(t)
+	for name, lim := range map[string]servicedesk.RateLimiter{
+		"nil client":   New(nil, servicedesk.RateLimiterConfig{}),
+		"empty prefix": New(rdb, servicedesk.RateLimiterConfig{}, WithKeyPrefix("")),
+		"hash tag":     New(rdb, servicedesk.RateLimiterConfig{}, WithKeyPrefix("site{1}:")),
+	} {
+		err := lim.Wait(context.Background(), addEp, time.Second)
+		require.ErrorIs(t, err, servicedesk.ErrInvalidInput, name)
+		assert.True(t, strings.Contains(err.Error(), "redislimiter.New") || strings.Contains(err.Error(), "WithKeyPrefix"), err)
+		lim.Done(addEp, servicedesk.Outcome{}) // and Done does nothing
+	}
+	assert.Zero(t, n.Load(), "nothing sent to Redis")
+}
+
+func TestACancelledWaitGivesItsTurnBack(t *testing.T) {
+	t.Parallel()
+	cfg := servicedesk.RateLimiterConfig{Rates: map[servicedesk.Endpoint]float64{addEp: 20}} // burst 3, 16 a second
+	pfx := prefix(t)
+	a, _ := newLimiter(t, shared, pfx, cfg)
+	_, _ = admitNow(t, addEp, a)
+
+	// Five waiters queue for 5/16 s, and give up.
+	ctx, cancel := context.WithCancel(context.Background())
+	errs := make(chan error, 5)
+	for range 5 {
+		go func() { errs <- a.Wait(ctx, addEp, time.Minute) }()
+	}
+	time.Sleep(20 * time.Millisecond)
+	cancel()
+	for range 5 {
+		require.ErrorIs(t, <-errs, context.Canceled)
+	}
+	// Their turns are given back: the next request waits one turn, not six.
+	rdb, _ := shared.client(t)
+	require.Eventually(t, func() bool {
+		tat, _ := rdb.HGet(context.Background(), a.endpoint(addEp).key, "tat").Float64()
+		now, _ := rdb.Time(context.Background()).Result()
+		return tat-float64(now.UnixMicro()) < float64(2*time.Second/16/time.Microsecond)
+	}, 2*time.Second, 10*time.Millisecond)
+}
+
+func outcome429(reason string, wait time.Duration) servicedesk.Outcome {
+	rl := noHeaders()
+	rl.Reason = reason
+	rl.RetryAfter = wait
+	return servicedesk.Outcome{StatusCode: 429, RateLimit: rl, Wait: wait}
+}
+
+func noHeaders() servicedesk.RateLimit {
+	return servicedesk.RateLimit{Limit: -1, Remaining: -1, FillRate: -1, RetryAfter: -1}
+}
