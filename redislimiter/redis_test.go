@@ -1,6 +1,7 @@
 package redislimiter
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -20,8 +21,12 @@ import (
 // The tests run against a real redis-server, started on a free loopback
 // port in a temporary directory, when one is on PATH; otherwise against
 // miniredis, saying so. With REDISLIMITER_REQUIRE_REDIS=1 (CI sets it) a
-// missing redis-server is a failure.
-const requireRedisEnv = "REDISLIMITER_REQUIRE_REDIS"
+// missing redis-server is a failure; REDISLIMITER_REDIS_SERVER names
+// another binary, or "none" for miniredis whatever is installed.
+const (
+	requireRedisEnv = "REDISLIMITER_REQUIRE_REDIS"
+	redisServerEnv  = "REDISLIMITER_REDIS_SERVER"
+)
 
 // shared is the server most tests use, each with its own key prefix.
 var shared *testRedis
@@ -53,7 +58,11 @@ type testRedis struct {
 }
 
 func startRedis() (*testRedis, error) {
-	path, err := exec.LookPath("redis-server")
+	server := cmp.Or(os.Getenv(redisServerEnv), "redis-server")
+	path, err := exec.LookPath(server)
+	if server == "none" {
+		err = errors.New(redisServerEnv + "=none")
+	}
 	if err != nil {
 		if os.Getenv(requireRedisEnv) == "1" {
 			return nil, fmt.Errorf("%s=1 and redis-server is not on PATH: %w", requireRedisEnv, err)
@@ -97,6 +106,7 @@ func (r *testRedis) start() error {
 	_, port, _ := net.SplitHostPort(r.addr)
 	r.cmd = exec.Command(r.path, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 		"--dir", r.dir, "--logfile", filepath.Join(r.dir, "redis.log"))
+	dieWithParent(r.cmd)
 	if err := r.cmd.Start(); err != nil {
 		return err
 	}
@@ -107,6 +117,7 @@ func (r *testRedis) start() error {
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		select {
 		case err := <-r.exited:
+			r.exited = nil
 			log, _ := os.ReadFile(filepath.Join(r.dir, "redis.log"))
 			return fmt.Errorf("redis-server exited: %v\n%s", err, log)
 		default:
@@ -119,14 +130,19 @@ func (r *testRedis) start() error {
 	return errors.New("redis-server did not answer within 10 s")
 }
 
-// kill stops the server at once, as a crash would.
+// kill stops the server at once, as a crash would; a stopped server is
+// left as it is.
 func (r *testRedis) kill() {
 	if r.mini != nil {
 		r.mini.Close()
 		return
 	}
+	if r.exited == nil {
+		return
+	}
 	_ = r.cmd.Process.Kill()
 	<-r.exited
+	r.exited = nil
 }
 
 // restart starts the server again on the same address, empty.
