@@ -25,8 +25,8 @@ type recordingLogger struct {
 func (h *recordingLogger) logger() *slog.Logger { return slog.New(h) }
 
 func (h *recordingLogger) Enabled(context.Context, slog.Level) bool { return true }
-func (h *recordingLogger) WithAttrs([]slog.Attr) slog.Handler      { return h }
-func (h *recordingLogger) WithGroup(string) slog.Handler           { return h }
+func (h *recordingLogger) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *recordingLogger) WithGroup(string) slog.Handler            { return h }
 
 func (h *recordingLogger) Handle(_ context.Context, r slog.Record) error {
 	h.mu.Lock()
@@ -157,7 +157,7 @@ func TestAnOutagePacesAtTheProcesssShare(t *testing.T) {
 	rl := noHeaders()
 	rl.Policies = []servicedesk.RateLimitPolicy{{Name: "jira-burst-based", Quota: 40, Window: time.Second, Remaining: -1}}
 	lims[0].Done(addEp, servicedesk.Outcome{StatusCode: 204, RateLimit: rl}) // Adds: 40 a second
-	require.NoError(t, lims[3].Wait(ctx, addEp, 0))                       // this one learns it, and the fleet's size
+	require.NoError(t, lims[3].Wait(ctx, addEp, 0))                          // this one learns it, and the fleet's size
 	r.kill()
 
 	// 10 a second for one of four: a bucket of 1, paced at 8 a second.
