@@ -80,7 +80,7 @@ func (o *outage) probe(l *limiter, e *endpoint) {
 		if err != nil {
 			return
 		}
-		e.update(r.st)
+		l.update(e, r.st)
 		if l.outage.CompareAndSwap(o, nil) {
 			l.log(slog.LevelInfo, "redislimiter: Redis answers again; pacing shared",
 				slog.String("key_prefix", l.prefix), slog.Duration("outage", time.Since(o.since)))

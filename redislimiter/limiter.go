@@ -59,6 +59,9 @@ const (
 	keyTTL     = time.Hour             // how long an endpoint's learned state outlives its use
 	probeEvery = time.Second           // how often an outage is probed
 	flushAfter = 100 * time.Millisecond
+	// memberEvery is how often a process counts itself among the site's
+	// members (who stay members for 10 s).
+	memberEvery = 2 * time.Second
 	// maxEndpoints bounds the endpoints a limiter remembers locally (their
 	// state in Redis expires on its own).
 	maxEndpoints = 1024
@@ -148,7 +151,8 @@ type limiter struct {
 	logs       []logRecord // to write from a caller's goroutine
 	hasLogs    atomic.Bool
 
-	fleet  atomic.Int64          // processes seen lately, from the last reply
+	fleet  atomic.Int64          // processes seen lately, from the last reply that counted them
+	member atomic.Int64          // when this process last counted itself among them, unix ns
 	pause  atomic.Pointer[pause] // the last pause of everything this process knows of
 	outage atomic.Pointer[outage]
 }
@@ -242,8 +246,7 @@ func (l *limiter) Wait(ctx context.Context, ep servicedesk.Endpoint, maxWait tim
 			l.fail(err)
 			continue
 		}
-		e.update(r.st)
-		l.fleet.Store(int64(r.st.fleet))
+		l.update(e, r.st)
 		switch r.code {
 		case codeOK:
 			e.admitted(lease, nil)
@@ -324,8 +327,7 @@ func (l *limiter) Done(ep servicedesk.Endpoint, o servicedesk.Outcome) {
 		l.fail(err)
 		return
 	}
-	e.update(r.st)
-	l.fleet.Store(int64(r.st.fleet))
+	l.update(e, r.st)
 }
 
 // reserve runs reserveScript for a request to e.
@@ -334,8 +336,12 @@ func (l *limiter) reserve(ctx context.Context, e *endpoint, lease string, confir
 	if confirm {
 		mode = "c"
 	}
+	member := "0"
+	if now, last := time.Now().UnixNano(), l.member.Load(); time.Duration(now-last) >= memberEvery && l.member.CompareAndSwap(last, now) {
+		member = "1"
+	}
 	keys, args := l.scriptArgs(e, l.takePending())
-	args = append(args, mode, max(budget, 0).Microseconds(), lease, epoch)
+	args = append(args, mode, max(budget, 0).Microseconds(), lease, epoch, member)
 	return l.run(ctx, reserveScript, keys, args)
 }
 
@@ -477,6 +483,14 @@ func (l *limiter) pausedLocally(e *endpoint, now time.Time) *pause {
 		}
 	}
 	return held
+}
+
+// update keeps what a reply said.
+func (l *limiter) update(e *endpoint, st state) {
+	if st.fleet >= 0 {
+		l.fleet.Store(int64(st.fleet))
+	}
+	e.update(st)
 }
 
 func (e *endpoint) update(st state) {

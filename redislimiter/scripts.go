@@ -58,22 +58,26 @@ else
   e.pu, e.pr, e.pw, e.cut, e.lc, e.ceil, e.src, e.ge, e.ln = 0, '', '', 0, 0, e.rate, '', -1, 0
 end
 if e.burst < 1 then e.burst = 1 end
+local efull = not E[2] -- save every field, not only tat
 local G = redis.call('HMGET', KEYS[2], 'pu', 'pr', 'pw', 'rate', 'burst', 'tat', 'epoch')
 local g = {pu = tonumber(G[1]) or 0, pr = G[2] or '', pw = G[3] or '', rate = tonumber(G[4]) or 0,
   burst = tonumber(G[5]) or 1, tat = tonumber(G[6]) or now, epoch = tonumber(G[7]) or 0}
 -- A pause of everything voided every endpoint's reservations: drop the debt.
 if e.ge ~= g.epoch then
-  e.tat = math.min(e.tat, now)
-  e.ge = g.epoch
+  e.tat, e.ge, efull = math.min(e.tat, now), g.epoch, true
 end
 
 local function ttl(until_us)
   return keyttl + math.floor(math.max(0, until_us - now) / 1000)
 end
 local function save_e()
-  redis.call('HSET', KEYS[1], 'n', num(e.n), 'rate', num(e.rate), 'burst', num(e.burst), 'tat', num(e.tat),
-    'epoch', num(e.epoch), 'pu', num(e.pu), 'pr', e.pr, 'pw', e.pw, 'cut', num(e.cut), 'lc', num(e.lc),
-    'ceil', num(e.ceil), 'src', e.src, 'ge', num(e.ge), 'ln', num(e.ln))
+  if efull then
+    redis.call('HSET', KEYS[1], 'n', num(e.n), 'rate', num(e.rate), 'burst', num(e.burst), 'tat', num(e.tat),
+      'epoch', num(e.epoch), 'pu', num(e.pu), 'pr', e.pr, 'pw', e.pw, 'cut', num(e.cut), 'lc', num(e.lc),
+      'ceil', num(e.ceil), 'src', e.src, 'ge', num(e.ge), 'ln', num(e.ln))
+  else
+    redis.call('HSET', KEYS[1], 'tat', num(e.tat))
+  end
   redis.call('PEXPIRE', KEYS[1], ttl(math.max(e.pu, e.tat)))
 end
 local function save_g()
@@ -109,13 +113,17 @@ end
 
 // reserveScript pause-checks and reserves a request. More ARGV: "r" to
 // reserve or "c" to confirm a reservation, the longest wait allowed (µs),
-// the request's lease, the epoch of the reservation being confirmed.
+// the request's lease, the epoch of the reservation being confirmed, and
+// "1" to count the process among the site's members (every few seconds).
 var reserveScript = redis.NewScript(prelude + `
-local mode, budget, lease, expect = ARGV[argi], tonumber(ARGV[argi + 1]), ARGV[argi + 2], ARGV[argi + 3]
-redis.call('ZADD', KEYS[5], nowms + 10000, proc)
-redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', nowms)
-redis.call('PEXPIRE', KEYS[5], 10000)
-local fleet = redis.call('ZCARD', KEYS[5])
+local mode, budget, lease, expect, member = ARGV[argi], tonumber(ARGV[argi + 1]), ARGV[argi + 2], ARGV[argi + 3], ARGV[argi + 4]
+local fleet = -1
+if member == '1' then
+  redis.call('ZADD', KEYS[5], nowms + 10000, proc)
+  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', nowms)
+  redis.call('PEXPIRE', KEYS[5], 10000)
+  fleet = redis.call('ZCARD', KEYS[5])
+end
 
 -- A cut rate recovers by a tenth every 5 seconds, up to what it was.
 if e.cut == 1 and now - e.lc >= 5000000 then
@@ -123,7 +131,7 @@ if e.cut == 1 and now - e.lc >= 5000000 then
   if e.ceil > 0 and r >= e.ceil then
     r, e.cut = e.ceil, 0
   end
-  e.rate, e.burst, e.lc = r, math.max(1, math.floor(r * 0.15)), now
+  e.rate, e.burst, e.lc, efull = r, math.max(1, math.floor(r * 0.15)), now, true
 end
 
 local pu, pr, pw, scope = e.pu, e.pr, e.pw, 'e'
@@ -223,7 +231,10 @@ for i = 1, nops do
     end
   end
 end
-if edirty then save_e() end
+if edirty then
+  efull = true
+  save_e()
+end
 if gdirty then save_g() end
 return reply(5, 0, '', '', '', redis.call('ZCARD', KEYS[5]))
 `)
@@ -262,7 +273,7 @@ type state struct {
 	globalRate     float64 // Data Center's bucket; 0: none
 	globalBurst    int
 	globalInflight int
-	fleet          int // processes that reserved in the last 10 s
+	fleet          int // processes that reserved in the last 10 s; -1: not asked
 }
 
 var errReply = errors.New("redislimiter: unexpected script reply")
