@@ -38,6 +38,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "redislimiter tests:", err)
 		os.Exit(1)
 	}
+	os.Setenv("REDIS_ADDR", shared.addr) // for the examples
 	if shared.mini != nil {
 		fmt.Fprintln(os.Stderr, "note: redis-server is not on PATH: the redislimiter tests run against miniredis (install redis-server to test against the real one)")
 	}
