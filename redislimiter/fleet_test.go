@@ -193,4 +193,80 @@ func TestAFleetPacesLikeOneClient(t *testing.T) {
 	if x := r.ofLimit(f.limit); x < 0.75 {
 		t.Errorf("%.2f× the limit, want at least 0.75×", x)
 	}
+	assertKeysExpire(t, shared, f.prefix)
+}
+
+// assertKeysExpire asserts that the keys of a prefix all expire.
+func assertKeysExpire(t *testing.T, r *testRedis, pfx string) {
+	t.Helper()
+	ctx := context.Background()
+	rdb, _ := r.client(t)
+	keys, err := rdb.Keys(ctx, "{"+pfx+"}*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) == 0 {
+		t.Errorf("no keys under %q", pfx)
+	}
+	for _, k := range keys {
+		ttl, err := rdb.PTTL(ctx, k).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ttl <= 0 || ttl > keyTTL+maxPause+time.Minute {
+			t.Errorf("%s: TTL %v", k, ttl)
+		}
+	}
+}
+
+// TestAQuota429ReachesEveryProcessAtOnce: one process's call meets the
+// spent quota; the others' calls, to any endpoint, fail at once without
+// being sent, until the reset. Clients of another site (prefix) go on.
+func TestAQuota429ReachesEveryProcessAtOnce(t *testing.T) {
+	t.Parallel()
+	srv := servicedesktest.NewServer(servicedesktest.WithQuota(servicedesktest.Quota{Points: 3, Window: time.Hour}))
+	defer srv.Close()
+	pfx := prefix(t)
+	client := func(pfx string) *servicedesk.Client {
+		lim, _ := newLimiter(t, shared, pfx, servicedesk.RateLimiterConfig{Cloud: true})
+		c, err := servicedesk.NewClient(srv.URL,
+			servicedesk.WithBasicAuth(servicedesktest.AdminEmail, servicedesktest.AdminToken),
+			servicedesk.WithRateLimiter(lim), servicedesk.WithRateLimitWait(time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	a, b, other := client(pfx), client(pfx), client(prefix(t))
+	ctx := context.Background()
+	ids := servicedesk.CustomerIDs{AccountIDs: []string{srv.AddCustomer("", "fred@example.com", "Fred").AccountID}}
+
+	for range 3 {
+		if err := a.Customers.Add(ctx, "1", ids); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := a.Customers.Add(ctx, "1", ids) // the quota is spent: a 429 until the hour is over
+	rateLimited(t, err)
+	sent := len(srv.Requests())
+
+	start := time.Now()
+	_, err = b.Customers.List(ctx, "1", nil)
+	apiErr := rateLimited(t, err)
+	if took := time.Since(start); took > 500*time.Millisecond {
+		t.Errorf("the refusal took %v", took)
+	}
+	if apiErr.Attempts != 0 || apiErr.RateLimit.Reason != "jira-quota-global-based" || apiErr.RetryAfter < 50*time.Minute {
+		t.Errorf("Attempts %d, Reason %q, RetryAfter %v: want a refusal until the reset", apiErr.Attempts, apiErr.RateLimit.Reason, apiErr.RetryAfter)
+	}
+	if n := len(srv.Requests()); n != sent {
+		t.Errorf("%d requests sent after the quota 429", n-sent)
+	}
+
+	// Another site's limiter knows nothing of it: its call is sent (and meets
+	// the same fake's spent quota).
+	_, err = other.Customers.List(ctx, "1", nil)
+	if len(srv.Requests()) == sent {
+		t.Errorf("another prefix was paused too: %v", err)
+	}
 }
