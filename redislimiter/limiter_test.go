@@ -214,14 +214,23 @@ func TestWhatTheServerSaysIsBounded(t *testing.T) {
 		pfx := prefix(t)
 		a, _ := newLimiter(t, shared, pfx, servicedesk.RateLimiterConfig{})
 		rl := noHeaders()
-		rl.Reason = secret // a server echoing what it was sent
-		rl.Policies = []servicedesk.RateLimitPolicy{{Name: "global-app-quota", Quota: -1, Remaining: 0, Reset: time.Now().Add(31 * 365 * 24 * time.Hour)}}
+		rl.Policies = []servicedesk.RateLimitPolicy{{Name: "tenant-app-quota", Quota: -1, Remaining: 0, Reset: time.Now().Add(31 * 365 * 24 * time.Hour)}}
 		require.NoError(t, a.Wait(ctx, addEp, 0))
-		a.Done(addEp, servicedesk.Outcome{StatusCode: 429, RateLimit: rl, Wait: 1000 * time.Hour})
+		a.Done(addEp, servicedesk.Outcome{StatusCode: 200, RateLimit: rl})
 		b, _ := newLimiter(t, shared, pfx, servicedesk.RateLimiterConfig{})
 		apiErr := rateLimited(t, b.Wait(ctx, listEp, time.Second))
-		assert.LessOrEqual(t, apiErr.RetryAfter, 24*time.Hour)
-		assert.NotContains(t, apiErr.Error(), "eyJ", "what a server echoes is not kept")
+		assert.InDelta(t, 24*time.Hour, apiErr.RetryAfter, float64(time.Second), "31 years")
+	})
+	t.Run("a reason", func(t *testing.T) {
+		t.Parallel()
+		pfx := prefix(t)
+		a, _ := newLimiter(t, shared, pfx, servicedesk.RateLimiterConfig{})
+		require.NoError(t, a.Wait(ctx, addEp, 0))
+		a.Done(addEp, outcome429(secret, time.Hour)) // a server echoing what it was sent
+		b, _ := newLimiter(t, shared, pfx, servicedesk.RateLimiterConfig{})
+		apiErr := rateLimited(t, b.Wait(ctx, listEp, time.Second))
+		assert.InDelta(t, time.Hour, apiErr.RetryAfter, float64(time.Second))
+		assert.NotContains(t, apiErr.Error(), "eyJ", "what a server echoes is not kept nor shared")
 	})
 	t.Run("a pace", func(t *testing.T) {
 		t.Parallel()
@@ -260,10 +269,28 @@ func TestAnAnswerWithNothingNewCostsNoRoundTrip(t *testing.T) {
 	rdb, _ := r.client(t)
 	require.Eventually(t, func() bool { return rdb.ZCard(ctx, flight).Val() == 0 }, 2*time.Second, 10*time.Millisecond)
 
-	require.NoError(t, a.Wait(ctx, addEp, 0))
-	sent = n.Load()
-	a.Done(addEp, outcome429("jira-burst-based", time.Second))
-	assert.Equal(t, int64(1), n.Load()-sent, "a 429: one round trip")
+	// A limit: news once, then not.
+	burst := func(left int) servicedesk.Outcome {
+		rl := noHeaders()
+		rl.Policies = []servicedesk.RateLimitPolicy{{Name: "jira-burst-based", Quota: 100, Window: time.Second, Remaining: left, Reset: time.Now().Add(time.Second)}}
+		return servicedesk.Outcome{StatusCode: 204, RateLimit: rl}
+	}
+	for i, c := range []struct {
+		o    servicedesk.Outcome
+		want int64
+		what string
+	}{
+		{burst(-1), 1, "a limit announced"},
+		{burst(-1), 0, "the same limit again"},
+		{burst(90), 0, "plenty left"},
+		{burst(2), 1, "little left"},
+		{outcome429("jira-burst-based", time.Second), 1, "a 429"},
+	} {
+		require.NoError(t, a.Wait(ctx, addEp, time.Second))
+		sent = n.Load()
+		a.Done(addEp, c.o)
+		assert.Equal(t, c.want, n.Load()-sent, "%d: %s", i, c.what)
+	}
 }
 
 func TestACrashedProcessHoldsNoLeaseForGood(t *testing.T) {
@@ -358,6 +385,37 @@ func TestACancelledWaitGivesItsTurnBack(t *testing.T) {
 		now, _ := rdb.Time(context.Background()).Result()
 		return tat-float64(now.UnixMicro()) < float64(2*time.Second/16/time.Microsecond)
 	}, 2*time.Second, 10*time.Millisecond)
+}
+
+// TestReservationsAtAnOldPaceAreMadeAgain: requests waiting their turn at
+// 16 a second when the site announces 2 a second go at the new pace, not
+// at the turns they held.
+func TestReservationsAtAnOldPaceAreMadeAgain(t *testing.T) {
+	t.Parallel()
+	cfg := servicedesk.RateLimiterConfig{Rates: map[servicedesk.Endpoint]float64{addEp: 20}} // burst 3, 16 a second
+	pfx := prefix(t)
+	a, _ := newLimiter(t, shared, pfx, cfg)
+	b, _ := newLimiter(t, shared, pfx, cfg)
+	_, _ = admitNow(t, addEp, a)
+
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() { errs <- a.Wait(context.Background(), addEp, 600*time.Millisecond) }()
+	}
+	time.Sleep(20 * time.Millisecond) // they hold turns within 250 ms
+	rl := noHeaders()
+	rl.Policies = []servicedesk.RateLimitPolicy{{Name: "jira-burst-based", Quota: 2, Window: time.Second, Remaining: -1}}
+	b.Done(addEp, servicedesk.Outcome{StatusCode: 204, RateLimit: rl}) // paced at 1 a second from now
+
+	admitted := 0
+	for range 4 {
+		if err := <-errs; err == nil {
+			admitted++
+		} else {
+			rateLimited(t, err)
+		}
+	}
+	assert.Equal(t, 1, admitted, "one at once, the next a second later: past their 600 ms")
 }
 
 func outcome429(reason string, wait time.Duration) servicedesk.Outcome {
