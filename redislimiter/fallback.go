@@ -17,17 +17,23 @@ type outage struct {
 	lastProbe atomic.Int64 // unix nanoseconds
 }
 
-// fail starts an outage after err, unless one is on.
-func (l *limiter) fail(err error) {
-	if l.outage.Load() != nil {
-		return
+// fail starts an outage after err, unless one is on, and returns the
+// outage on.
+func (l *limiter) fail(err error) *outage {
+	if cur := l.outage.Load(); cur != nil {
+		return cur
 	}
 	o := &outage{since: time.Now(), fallback: l.newFallback()}
 	o.lastProbe.Store(o.since.UnixNano())
-	if l.outage.CompareAndSwap(nil, o) {
-		l.log(slog.LevelWarn, "redislimiter: Redis does not answer; pacing in this process alone until it does",
-			slog.String("key_prefix", l.prefix), slog.String("error", err.Error()))
+	if !l.outage.CompareAndSwap(nil, o) {
+		if cur := l.outage.Load(); cur != nil {
+			return cur // another goroutine's
+		}
+		return o // begun and ended meanwhile: this request is paced in-process all the same
 	}
+	l.log(slog.LevelWarn, "redislimiter: Redis does not answer; pacing in this process alone until it does",
+		slog.String("key_prefix", l.prefix), slog.String("error", err.Error()))
+	return o
 }
 
 // newFallback is the in-process limiter of an outage: it paces each

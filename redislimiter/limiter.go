@@ -243,8 +243,7 @@ func (l *limiter) Wait(ctx context.Context, ep servicedesk.Endpoint, maxWait tim
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			l.fail(err)
-			continue
+			return l.waitLocally(ctx, e, l.fail(err), deadline)
 		}
 		l.update(e, r.st)
 		switch r.code {
@@ -262,8 +261,7 @@ func (l *limiter) Wait(ctx context.Context, ep servicedesk.Endpoint, maxWait tim
 		case codeWait:
 			confirm, epoch = true, r.epoch
 		default:
-			l.fail(fmt.Errorf("%w: code %d", errReply, r.code))
-			continue
+			return l.waitLocally(ctx, e, l.fail(fmt.Errorf("%w: code %d", errReply, r.code)), deadline)
 		}
 		if err := sleep(ctx, r.wait); err != nil {
 			if r.code == codeWait {
