@@ -166,7 +166,7 @@ func (l *recordingLimiter) Wait(ctx context.Context, ep servicedesk.Endpoint, ma
 	return err
 }
 
-// TestAFleetPacesLikeOneClient: 16 processes, 4 goroutines each, against a
+// TestAFleetPacesLikeOneClient: 16 processes, 8 goroutines each, against a
 // site that allows 50 Adds a second, starting from Atlassian's documented
 // 100: the fleet wastes at most 2 % of its requests on 429s, loses no
 // call and reaches 0.75× the limit. (Each with its own governor, 16
@@ -177,7 +177,7 @@ func TestAFleetPacesLikeOneClient(t *testing.T) {
 		t.Skip("a 12-second import")
 	}
 	log := &recordingLogger{}
-	f := fleet{processes: 16, goroutines: 4, adds: 500, limit: 50, latency: 20 * time.Millisecond,
+	f := fleet{processes: 16, goroutines: 8, adds: 500, limit: 50, latency: 20 * time.Millisecond,
 		shared: true, redis: shared, prefix: prefix(t), logger: log}
 	r := f.run(t)
 	t.Log(r)

@@ -227,12 +227,20 @@ func (l *limiter) Wait(ctx context.Context, ep servicedesk.Endpoint, maxWait tim
 	e := l.endpoint(ep)
 	lease := l.proc + ":" + strconv.FormatUint(l.leases.Add(1), 36)
 	confirm, epoch := false, ""
+	// abandon gives back the turn a request reserved and will not take.
+	abandon := func() {
+		if confirm {
+			go l.giveBack(e, epoch)
+		}
+	}
 	for {
 		if err := ctx.Err(); err != nil {
+			abandon()
 			return err
 		}
 		now = time.Now()
 		if p := l.pausedLocally(e, now); p != nil && p.until.After(deadline) {
+			abandon()
 			return refusal(p.until.Sub(now), p.why, p.reason, p.reason, maxWait, ctxFirst)
 		}
 		if o := l.outage.Load(); o != nil {
@@ -264,9 +272,7 @@ func (l *limiter) Wait(ctx context.Context, ep servicedesk.Endpoint, maxWait tim
 			return l.waitLocally(ctx, e, l.fail(fmt.Errorf("%w: code %d", errReply, r.code)), deadline)
 		}
 		if err := sleep(ctx, r.wait); err != nil {
-			if r.code == codeWait {
-				go l.giveBack(e, r.epoch)
-			}
+			abandon()
 			return err
 		}
 	}
@@ -538,6 +544,9 @@ func refusal(wait time.Duration, what, named, reason string, maxWait time.Durati
 	limit := fmt.Sprintf("WithRateLimitWait allows %v", maxWait.Round(time.Millisecond))
 	if ctxFirst {
 		limit = "the context's deadline comes first"
+	}
+	if what == "" {
+		what = "paused"
 	}
 	msg := "not sent: requests are " + what
 	if named != "" {
