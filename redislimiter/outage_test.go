@@ -89,6 +89,11 @@ func TestRedisKilledMidRun(t *testing.T) {
 	keys, err := rdb.Keys(context.Background(), "*").Result()
 	require.NoError(t, err)
 	assert.NotEmpty(t, keys, "the fleet went back to Redis")
+	for _, k := range keys {
+		// One hash tag: in a Cluster, one slot, so the scripts may touch them all.
+		assert.True(t, strings.HasPrefix(k, "{"+f.prefix+"}"), k)
+	}
+	assertKeysExpire(t, r, f.prefix)
 }
 
 // blackHole accepts connections and never answers: a Redis that hangs.
