@@ -1,34 +1,45 @@
 package servicedesk
 
 // How a call's attempts are let out: the client's RateLimiter, then a free
-// slot on the wire.
+// slot on the wire, all within the call's WithRateLimitWait allowance.
 
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // admit waits until the call's next attempt may go out: the limiter's
-// turn, then a free slot on the wire.
+// turn, then a free slot on the wire. What it waits counts against the
+// call's allowance (WithRateLimitWait); past that it refuses.
 func (cl *call) admit() error {
 	start := time.Now()
 	defer func() {
 		d := time.Since(start)
 		cl.waited += d
 		cl.waitedSince += d
+		cl.limitWaited += d
 	}()
 	c := cl.c
+	left := func() time.Duration { return max(0, c.limitWait-cl.limitWaited-time.Since(start)) }
 	for {
-		if err := cl.limiterWait(max(0, c.limitWait-time.Since(start))); err != nil {
+		if err := cl.limiterWait(left()); err != nil {
 			return err
 		}
-		if c.slots.tryAcquire() {
+		limit := func() int { return c.slotLimit(cl.bucket) }
+		if c.slots.tryAcquire(limit()) {
 			break
 		}
-		if err := c.slots.acquire(cl.Context); err != nil {
+		if err := c.slots.acquire(cl.ctx, limit, time.Now().Add(left())); err != nil {
 			cl.limiterDone(Outcome{})
+			if errors.Is(err, errSlotWait) {
+				return cl.slotRefusal(time.Since(start), limit())
+			}
 			return err
 		}
 		// The wait for a slot may have been long enough for a 429 to come
@@ -43,6 +54,18 @@ func (cl *call) admit() error {
 	return nil
 }
 
+// slotRefusal is the error of a call that found every slot on the wire
+// busy for as long as its allowance lasted.
+func (cl *call) slotRefusal(waited time.Duration, slots int) *Error {
+	c := cl.c
+	msg := fmt.Sprintf("not sent: all %d requests the client may have on the wire at once (WithMaxInFlight) stayed busy for %v; WithRateLimitWait allows %v a call",
+		slots, waited.Round(time.Millisecond), c.limitWait)
+	if spent := cl.limitWaited; spent > 0 {
+		msg += fmt.Sprintf(", of which %v went in earlier waits", spent.Round(time.Millisecond))
+	}
+	return &Error{StatusCode: http.StatusTooManyRequests, Message: msg, RetryAfter: c.conc.latency(), RateLimit: noRateLimit()}
+}
+
 // limiterWait and limiterDone are the limiter's Wait and Done; for the
 // client's own governor, the endpoint's bucket is looked up once a call.
 func (cl *call) limiterWait(maxWait time.Duration) error {
@@ -50,9 +73,9 @@ func (cl *call) limiterWait(maxWait time.Duration) error {
 		if cl.bucket == nil {
 			cl.bucket = g.bucket(cl.r.endpoint)
 		}
-		return g.wait(cl.Context, cl.bucket, maxWait)
+		return g.wait(cl.ctx, cl.bucket, maxWait)
 	}
-	return cl.c.limiter.Wait(cl.Context, cl.r.endpoint, maxWait)
+	return cl.c.limiter.Wait(cl.ctx, cl.r.endpoint, maxWait)
 }
 
 func (cl *call) limiterDone(o Outcome) {
@@ -64,12 +87,13 @@ func (cl *call) limiterDone(o Outcome) {
 }
 
 // settle tells the limiter what came of the attempt admitted last (resp
-// is nil when none came) and frees its slot.
+// is nil when none came) and frees its slot, even when the limiter panics.
 func (cl *call) settle(resp *http.Response, wait time.Duration) {
 	if !cl.admitted {
 		return
 	}
 	cl.admitted = false
+	defer cl.c.slots.release()
 	var o Outcome
 	if resp != nil {
 		o = Outcome{StatusCode: resp.StatusCode, RateLimit: cl.rl, Wait: wait}
@@ -77,19 +101,20 @@ func (cl *call) settle(resp *http.Response, wait time.Duration) {
 	// The limiter learns (a pause, say) before the slot frees: no request
 	// slips out between the two.
 	cl.limiterDone(o)
-	cl.c.slots.release()
 }
 
 // refused is the error of a call the limiter would not let out: its
-// *Error, naming the request, or the context's error.
+// *Error, naming the request, or the context's error. The limiter's error
+// is copied, not written to: a limiter may hand the same one to many calls.
 func (cl *call) refused(err error) error {
 	var e *Error
-	if !errors.As(err, &e) {
+	if !errors.As(err, &e) || e == nil {
 		return cl.transportError(err)
 	}
-	e.Method, e.URL = cl.r.method, redactedURL(cl.r.url)
-	e.Attempts = 0
-	return e
+	cp := *e
+	cp.Method, cp.URL = cl.r.method, redactedURL(cl.r.url)
+	cp.Attempts = 0
+	return &cp
 }
 
 // noLimiter lets everything through at once: WithRateLimiter(nil).
@@ -98,25 +123,156 @@ type noLimiter struct{}
 func (noLimiter) Wait(context.Context, Endpoint, time.Duration) error { return nil }
 func (noLimiter) Done(Endpoint, Outcome)                              {}
 
-// inFlight bounds the requests a Client has on the wire at once.
-type inFlight chan struct{}
+// maxAutoInFlight caps the adaptive bound on requests in flight.
+const maxAutoInFlight = 64
 
-func (s inFlight) tryAcquire() bool {
-	select {
-	case s <- struct{}{}:
+// slotLimit is how many requests the client may have on the wire for a
+// call to b's endpoint: WithMaxInFlight's number, or else the adaptive
+// bound (see concurrency).
+func (c *Client) slotLimit(b *bucket) int {
+	if c.maxInFlight > 0 {
+		return c.maxInFlight
+	}
+	if g, ok := c.limiter.(*governor); ok && b != nil {
+		if r, known := g.knownPace(b); known {
+			return c.conc.forPace(r)
+		}
+	}
+	return c.conc.probed()
+}
+
+// concurrency is the adaptive bound on requests in flight, for a client
+// without WithMaxInFlight.
+//
+// Once the server has told the endpoint's pace (announced it, named its
+// limit in a 429, or a 429 showed what it serves), pacing is what keeps
+// requests from bursting, and the bound is as many as that pace needs at
+// the latency observed: Little's law, with half again as much headroom.
+//
+// Until then the bound probes, as TCP's congestion window does: it starts
+// at DefaultMaxInFlight (Atlassian asks for 5–10), grows by one a round
+// trip while calls wait for a slot and answers come back 2xx, and falls by
+// a quarter on a 429. A crowd of goroutines cannot burst, and a slow
+// server does not hold a bulk job below its limit for good: at 250 ms a
+// request, 8 in flight are 32 a second.
+//
+// Either way it stays between DefaultMaxInFlight and maxAutoInFlight.
+type concurrency struct {
+	latencyNS atomic.Int64 // moving average of the time to an answer
+	probe     atomic.Int32 // the probing bound (DefaultMaxInFlight when 0)
+	grown     atomic.Int64 // when the probe last changed, Unix nanoseconds
+}
+
+func (cc *concurrency) forPace(r float64) int {
+	need := math.Ceil(r*cc.latency().Seconds()*1.5) + 1
+	return int(min(max(float64(DefaultMaxInFlight), need), maxAutoInFlight))
+}
+
+func (cc *concurrency) probed() int {
+	return int(max(cc.probe.Load(), DefaultMaxInFlight))
+}
+
+// observe folds an answer into the bound: its latency, and for the probe,
+// a 2xx or a 429; starved says calls are waiting for a slot.
+func (cc *concurrency) observe(d time.Duration, status int, starved bool) {
+	for {
+		old := cc.latencyNS.Load()
+		next := int64(d)
+		if old > 0 {
+			next = old + (int64(d)-old)/8
+		}
+		if cc.latencyNS.CompareAndSwap(old, next) {
+			break
+		}
+	}
+	stored := cc.probe.Load()
+	n := max(stored, DefaultMaxInFlight)
+	now := time.Now().UnixNano()
+	switch {
+	case status == 429:
+		if cc.probe.CompareAndSwap(stored, max(DefaultMaxInFlight, n-n/4)) {
+			cc.grown.Store(now)
+		}
+	case status >= 200 && status < 300 && n < maxAutoInFlight && starved:
+		// One more a round trip while calls wait for slots.
+		if last := cc.grown.Load(); now-last >= cc.latencyNS.Load() && cc.grown.CompareAndSwap(last, now) {
+			cc.probe.CompareAndSwap(stored, n+1)
+		}
+	}
+}
+
+func (cc *concurrency) latency() time.Duration { return time.Duration(cc.latencyNS.Load()) }
+
+// inFlight bounds the requests a Client has on the wire at once. The bound
+// is given with each acquire, since it may change as the client learns.
+type inFlight struct {
+	mu      sync.Mutex
+	used    int
+	waiting int           // calls waiting for a slot
+	freed   chan struct{} // closed, and replaced, whenever a slot frees
+}
+
+// errSlotWait ends a wait for a slot that lasted as long as allowed.
+var errSlotWait = errors.New("no slot on the wire came free in time")
+
+func (s *inFlight) tryAcquire(limit int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.used < limit {
+		s.used++
 		return true
-	default:
-		return false
+	}
+	return false
+}
+
+// acquire waits for a slot until ctx ends (its error) or the deadline
+// passes (errSlotWait).
+func (s *inFlight) acquire(ctx context.Context, limit func() int, deadline time.Time) error {
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	s.mu.Lock()
+	s.waiting++
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.waiting--
+		s.mu.Unlock()
+	}()
+	for {
+		s.mu.Lock()
+		if s.used < limit() {
+			s.used++
+			s.mu.Unlock()
+			return nil
+		}
+		if s.freed == nil {
+			s.freed = make(chan struct{})
+		}
+		freed := s.freed
+		s.mu.Unlock()
+		select {
+		case <-freed:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			return errSlotWait
+		}
 	}
 }
 
-func (s inFlight) acquire(ctx context.Context) error {
-	select {
-	case s <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+func (s *inFlight) release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.used--
+	if s.freed != nil {
+		close(s.freed)
+		s.freed = nil
 	}
 }
 
-func (s inFlight) release() { <-s }
+// starved reports calls waiting for a slot.
+func (s *inFlight) starved() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.waiting > 0
+}

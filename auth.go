@@ -30,21 +30,21 @@ type authenticator interface {
 // staticAuth sends the same Authorization header every time: Basic, or a
 // bearer token. The header's value is built once.
 type staticAuth struct {
-	header []string // the Authorization header's value
+	header string   // the Authorization header's value
 	secret []string // what to redact
 }
 
 func newBasicAuth(user, password string) staticAuth {
 	encoded := base64.StdEncoding.EncodeToString([]byte(user + ":" + password))
-	return staticAuth{header: []string{"Basic " + encoded}, secret: []string{password, encoded}}
+	return staticAuth{header: "Basic " + encoded, secret: []string{password, encoded}}
 }
 
 func newBearerAuth(token string) staticAuth {
-	return staticAuth{header: []string{"Bearer " + token}, secret: []string{token}}
+	return staticAuth{header: "Bearer " + token, secret: []string{token}}
 }
 
 func (a staticAuth) authenticate(req *http.Request) error {
-	req.Header["Authorization"] = a.header
+	req.Header["Authorization"] = []string{a.header}
 	return nil
 }
 
@@ -122,6 +122,25 @@ func redact(a authenticator, s string) string {
 	return jwtPattern.ReplaceAllString(s, "[REDACTED]")
 }
 
+// redactRateLimit redacts what an answer's rate-limit headers said in
+// words, the reason and the policy names: a server may echo a credential
+// in any header.
+func redactRateLimit(a authenticator, rl RateLimit) RateLimit {
+	if a == nil {
+		return rl
+	}
+	rl.Reason = redact(a, rl.Reason)
+	if len(rl.Policies) > 0 {
+		ps := make([]RateLimitPolicy, len(rl.Policies))
+		for i, p := range rl.Policies {
+			p.Name = redact(a, p.Name)
+			ps[i] = p
+		}
+		rl.Policies = ps
+	}
+	return rl
+}
+
 // echoedForms are the ways a secret can appear in a server's answer.
 func echoedForms(secret string) []string {
 	forms := []string{secret}
@@ -150,7 +169,7 @@ func unauthorizedHint(a authenticator, cloud bool) (hint string, scoped bool) {
 	case nil:
 		return "no credentials were sent: give NewClient WithBasicAuth, WithBearerToken, WithTokenSource or WithConnectJWT", false
 	case staticAuth:
-		if strings.HasPrefix(a.header[0], "Basic ") {
+		if strings.HasPrefix(a.header, "Basic ") {
 			if cloud {
 				return "Jira Cloud's Basic auth takes the account's email and an API token (id.atlassian.com, Security, API tokens), not its password: check both, and that the token has not expired or been revoked", false
 			}
@@ -159,8 +178,11 @@ func unauthorizedHint(a authenticator, cloud bool) (hint string, scoped bool) {
 		if cloud {
 			return "the bearer token was refused: an OAuth 2.0 token may have expired or been revoked, or lack a scope, and works only through CloudGatewayURL; a personal access token works only on Data Center", true
 		}
-		return "the bearer token was refused: a personal access token may be mistyped, expired or revoked", true
+		return "the bearer token was refused: a personal access token may be mistyped, expired or revoked", false
 	case *tokenSourceAuth:
+		if _, actAsUser := a.ts.(connectUserTokens); actAsUser {
+			return "the act-as-user access token was refused: it may have expired early or been revoked; check that the app still has the ACT_AS_USER scope and the user still exists", false
+		}
 		return "the OAuth 2.0 access token was refused: it may have been revoked, or lack a scope the operation needs", true
 	case *connectAuth:
 		return "the Connect JWT was refused: check the app key and the shared secret (from the latest installed lifecycle payload: reinstalling changes it) and this machine's clock (each JWT is valid for 3 minutes from its iat)", false

@@ -51,16 +51,26 @@ func parseBaseURL(raw string) (*url.URL, error) {
 }
 
 // checkBasePath refuses base URLs that look right but make every call 404:
-// one that already holds an API path, and the OAuth gateway without a
-// cloud id.
+// one that already holds an API path, a page of Jira's web interface (the
+// customer portal, a desk's queues, an issue), and the OAuth gateway
+// without a cloud id.
 func checkBasePath(u *url.URL) error {
 	segments := strings.Split(u.Path, "/")
 	for i, seg := range segments {
-		if seg == "rest" {
-			site := *u
-			site.Path, site.RawPath = strings.Join(segments[:i], "/"), ""
+		site := *u
+		site.Path, site.RawPath = strings.Join(segments[:i], "/"), ""
+		next := ""
+		if i+1 < len(segments) {
+			next = segments[i+1]
+		}
+		switch {
+		case seg == "rest":
 			return invalidInput("NewClient", "baseURL",
 				fmt.Sprintf("must not include the API path (%q): use %q; the SDK appends /rest/servicedeskapi/...",
+					"/"+strings.Join(segments[i:], "/"), site.String()))
+		case seg == "servicedesk" && (next == "customer" || next == "projects"), seg == "browse":
+			return invalidInput("NewClient", "baseURL",
+				fmt.Sprintf("is a page of Jira's web interface (%q), not the site's base URL: use %q",
 					"/"+strings.Join(segments[i:], "/"), site.String()))
 		}
 	}

@@ -471,42 +471,69 @@ func BenchmarkRetry(b *testing.B) {
 	}
 }
 
-// BenchmarkBulkAdd: an import adding customers from many goroutines against
-// a burst limit on the fake JSM (Add: 100 a second), the limit announced
-// only in 429s or on every answer. impl=sdk is the client as it comes;
-// impl=unpaced has no rate limiter and no bound on requests in flight, as
-// before the governor: only retries with backoff and Retry-After.
+// BenchmarkBulkAdd: an import of 500 Adds from many goroutines against a
+// burst limit of 50 Adds a second on the fake JSM, counted as fixed
+// windows, a sliding window or a token bucket, at 20 ms and 250 ms of
+// latency; the limit announced only in 429s (X-RateLimit-Limit), on every
+// answer, or not at all (429s with Retry-After alone). impl=sdk is the
+// client as it comes; impl=naive has no rate limiter and no bound on
+// requests in flight: it only retries 429s, waiting out Retry-After.
 // Metrics: successful Adds a second ÷ the limit, the share of answers that
 // were 429s, calls that failed, and the 99th percentile of call latency.
 func BenchmarkBulkAdd(b *testing.B) {
-	const limit, adds = 100, 500
-	for _, announce := range []struct {
-		name string
-		opt  servicedesktest.Announce
-	}{{"429s", servicedesktest.AnnounceOn429}, {"always", servicedesktest.AnnounceAlways}} {
-		for _, conc := range []int{1, 8, 64, 128} {
-			for _, impl := range []string{"sdk", "unpaced"} {
-				b.Run(fmt.Sprintf("announce=%s/conc=%d/impl=%s", announce.name, conc, impl), func(b *testing.B) {
-					var opts []servicedesk.Option
-					if impl == "unpaced" {
-						opts = append(opts, servicedesk.WithRateLimiter(nil), servicedesk.WithMaxInFlight(1<<20))
-					}
-					var ok, throttled, failed, answers int
-					var latencies []time.Duration
-					var elapsed time.Duration
-					for i := 0; i < b.N; i++ {
-						r := bulkAdd(b, limit, adds, conc, announce.opt, opts...)
-						ok, throttled, failed, answers = ok+r.ok, throttled+r.throttled, failed+r.failed, answers+r.answers
-						latencies = append(latencies, r.latencies...)
-						elapsed += r.elapsed
-					}
-					slices.Sort(latencies)
-					b.ReportMetric(float64(ok)/elapsed.Seconds()/limit, "x-limit")
-					b.ReportMetric(100*float64(throttled)/float64(answers), "429-%")
-					b.ReportMetric(float64(failed)/float64(b.N), "failed")
-					b.ReportMetric(float64(latencies[len(latencies)*99/100].Microseconds())/1000, "p99-ms")
-				})
+	const limit, adds = 50, 500
+	type bulkCase struct {
+		kind     string
+		announce string
+		latency  time.Duration
+		conc     int
+	}
+	var cases []bulkCase
+	for _, kind := range []string{"fixed", "sliding", "bucket"} {
+		for _, latency := range []time.Duration{20 * time.Millisecond, 250 * time.Millisecond} {
+			for _, conc := range []int{8, 32, 128} {
+				cases = append(cases, bulkCase{kind, "429s", latency, conc})
 			}
+		}
+	}
+	for _, announce := range []string{"always", "nothing"} {
+		for _, conc := range []int{8, 128} {
+			cases = append(cases, bulkCase{"fixed", announce, 20 * time.Millisecond, conc})
+		}
+	}
+	kinds := map[string]servicedesktest.LimitKind{"fixed": servicedesktest.FixedWindow, "sliding": servicedesktest.SlidingWindow, "bucket": servicedesktest.TokenBucket}
+	announces := map[string]servicedesktest.Announce{"429s": servicedesktest.AnnounceOn429, "always": servicedesktest.AnnounceAlways, "nothing": servicedesktest.AnnounceNothing}
+	for _, bc := range cases {
+		for _, impl := range []string{"sdk", "naive"} {
+			name := fmt.Sprintf("limit=%s/announce=%s/latency=%v/conc=%d/impl=%s", bc.kind, bc.announce, bc.latency, bc.conc, impl)
+			b.Run(name, func(b *testing.B) {
+				var opts []servicedesk.Option
+				if impl == "naive" {
+					opts = append(opts, servicedesk.WithRateLimiter(nil), servicedesk.WithMaxInFlight(1<<20))
+				}
+				srvOpts := []servicedesktest.Option{
+					servicedesktest.WithBurstLimit(servicedesktest.BurstLimit{Method: "POST", Path: "/rest/servicedeskapi/servicedesk/*/customer",
+						Requests: limit, Kind: kinds[bc.kind]}),
+					servicedesktest.WithAnnounce(announces[bc.announce]),
+					servicedesktest.WithLatency(bc.latency),
+				}
+				var ok, throttled, failed, answers, steadyOK int
+				var latencies []time.Duration
+				var elapsed, steady time.Duration
+				for i := 0; i < b.N; i++ {
+					r := bulkAdd(b, srvOpts, adds, bc.conc, opts...)
+					ok, throttled, failed, answers = ok+r.ok, throttled+r.throttled, failed+r.failed, answers+r.answers
+					latencies = append(latencies, r.latencies...)
+					elapsed += r.elapsed
+					steadyOK, steady = steadyOK+r.steadyOK, steady+r.steady
+				}
+				slices.Sort(latencies)
+				b.ReportMetric(float64(ok)/elapsed.Seconds()/limit, "x-limit")
+				b.ReportMetric(float64(steadyOK)/steady.Seconds()/limit, "x-limit-steady")
+				b.ReportMetric(100*float64(throttled)/float64(answers), "429-%")
+				b.ReportMetric(float64(failed)/float64(b.N), "failed")
+				b.ReportMetric(float64(latencies[len(latencies)*99/100].Microseconds())/1000, "p99-ms")
+			})
 		}
 	}
 }
@@ -515,12 +542,14 @@ type bulkResult struct {
 	ok, throttled, failed, answers int
 	latencies                      []time.Duration
 	elapsed                        time.Duration
+	// Once the limit is learnt: Adds served from 4 s after the start to
+	// the last full second of the run, and that span.
+	steadyOK int
+	steady   time.Duration
 }
 
-func bulkAdd(b *testing.B, limit, adds, conc int, announce servicedesktest.Announce, opts ...servicedesk.Option) bulkResult {
-	srv := servicedesktest.NewServer(
-		servicedesktest.WithBurstLimit(servicedesktest.BurstLimit{Method: "POST", Path: "/rest/servicedeskapi/servicedesk/*/customer", Requests: limit}),
-		servicedesktest.WithAnnounce(announce))
+func bulkAdd(b *testing.B, srvOpts []servicedesktest.Option, adds, conc int, opts ...servicedesk.Option) bulkResult {
+	srv := servicedesktest.NewServer(srvOpts...)
 	defer srv.Close()
 	id := srv.AddCustomer("", "bulk@example.com", "Bulk").AccountID
 	c, err := servicedesk.NewClient(srv.URL, append([]servicedesk.Option{
@@ -558,14 +587,19 @@ func bulkAdd(b *testing.B, limit, adds, conc int, announce servicedesktest.Annou
 	}
 	wg.Wait()
 	r.elapsed = time.Since(start)
+	from, to := start.Add(4*time.Second), start.Add(r.elapsed.Truncate(time.Second))
 	for _, req := range srv.Requests() {
 		r.answers++
 		switch req.Status {
 		case http.StatusNoContent:
 			r.ok++
+			if !req.At.Before(from) && req.At.Before(to) {
+				r.steadyOK++
+			}
 		case http.StatusTooManyRequests:
 			r.throttled++
 		}
 	}
+	r.steady = max(to.Sub(from), time.Millisecond)
 	return r
 }

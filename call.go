@@ -2,20 +2,19 @@ package servicedesk
 
 import (
 	"context"
-	"slices"
-	"sync"
-	"sync/atomic"
+	"errors"
+	"net/http"
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
 )
 
 // call is one API call on its way through the pipeline: the request and
-// what its attempts have seen. It is a context, the caller's with the call
-// in it: that is how retryablehttp's hooks, shared by all calls of a
-// Client, find it.
+// what its attempts have seen. Its context carries it (under callKey):
+// that is how retryablehttp's hooks, shared by all calls of a Client,
+// find it.
 type call struct {
-	context.Context // the caller's (or the CallStart hook's)
+	ctx context.Context // the caller's (or the CallStart hook's), with the call in it
 
 	c     *Client
 	r     *request
@@ -26,40 +25,29 @@ type call struct {
 	rl           RateLimit      // what the last answer said about rate limits
 	sink         *rateLimitSink // set when the rate-limit hook must run on another goroutine
 
-	admitted    bool          // the limiter let the current attempt out; Done is owed
-	bucket      *bucket       // the governor's for the endpoint, once looked up
-	waited      time.Duration // time spent waiting for the limiter and free slots
-	waitedSince time.Duration // waits since the last attempt, backoff included
-	refusal     *Error        // the limiter would not let a retry out in time
-	status      int           // of the last answer
-	requestID   string        // of the last answer
+	admitted      bool           // the limiter let the current attempt out; Done is owed and a slot is held
+	bucket        *bucket        // the governor's for the endpoint, once looked up
+	waited        time.Duration  // time spent waiting in all: limiter, slots, backoff, Retry-After
+	waitedSince   time.Duration  // waits since the last attempt
+	attemptWaited time.Duration  // waits before the current attempt
+	tooLong       time.Duration  // a Retry-After that WithRateLimitWait did not allow
+	limitWaited   time.Duration  // time spent waiting on rate limits, against WithRateLimitWait
+	refusal       *Error         // the limiter would not let a retry out in time
+	status        int            // of the last answer
+	requestID     string         // of the last answer, redacted
+	resp          *http.Response // the last answer, until it is read or handed on
 
-	// The per-attempt timeout. The call is the context of every attempt's
-	// request; while an attempt is on its way its Done closes at the
-	// attempt's deadline (or when the caller's context ends). A retry gets
-	// a fresh Done.
-	mu         sync.Mutex
-	done       chan struct{}
-	doneErr    error     // why done is closed
-	deadline   time.Time // the attempt's; zero between attempts
-	afters     []func()  // AfterFunc registrations of the current attempt
-	stopAfters func() bool
-	timer      *attemptTimer
-	stopParent func() bool
+	// The current attempt's context: the call's, with the attempt's
+	// deadline (WithTimeout). It ends when the attempt's answer has been
+	// read, or when the call gives up on it.
+	attemptCtx    context.Context
+	cancelAttempt context.CancelFunc
+	started       bool // the attempt about to be sent has its context
 
 	req retryablehttp.Request // the request the attempts send
 }
 
 type callKey struct{}
-
-// Value finds the call itself under callKey, and anything else in the
-// caller's context.
-func (cl *call) Value(key any) any {
-	if key == (callKey{}) {
-		return cl
-	}
-	return cl.Context.Value(key)
-}
 
 // callOf returns the call a request's context belongs to, or nil.
 func callOf(ctx context.Context) *call {
@@ -67,9 +55,58 @@ func callOf(ctx context.Context) *call {
 	return cl
 }
 
+// release gives back what the call holds, on every path out of it, a
+// panicking hook or limiter included: the limiter's turn and the slot on
+// the wire of an attempt it was let out for, and the body of an answer it
+// did not hand on.
+func (cl *call) release() {
+	if cl.resp != nil {
+		closeBody(cl.resp.Body)
+		cl.resp = nil
+	}
+	cl.endAttempt()
+	cl.settle(nil, 0)
+}
+
+// startAttempt gives the attempt about to be sent a context of its own,
+// bounded by WithTimeout, from connecting to reading the whole answer,
+// redirects included. retryablehttp sends the request it holds once its
+// hook (beforeAttempt, the caller) returns, so the request is replaced,
+// not modified: the last attempt's may still be in the transport's hands.
+func (cl *call) startAttempt(req *http.Request) {
+	cl.attemptStart = time.Now()
+	ctx := cl.ctx
+	if cl.c.timeout > 0 {
+		ctx, cl.cancelAttempt = context.WithTimeoutCause(cl.ctx, cl.c.timeout, cl.c.timedOut)
+	}
+	cl.attemptCtx = ctx
+	cl.req.Request = req.WithContext(ctx)
+	cl.started = true
+}
+
+// endAttempt ends the attempt's context: its answer has been read, or
+// will not be.
+func (cl *call) endAttempt() {
+	if cl.cancelAttempt != nil {
+		cl.cancelAttempt()
+		cl.cancelAttempt = nil
+	}
+}
+
+// betweenAttempts puts the request back in the call's context while the
+// call waits to retry: retryablehttp gives up if the request's context is
+// done, and the last attempt's is.
+func (cl *call) betweenAttempts() {
+	cl.endAttempt()
+	cl.req.Request = cl.req.Request.WithContext(cl.ctx)
+}
+
 // attemptTimeoutError ends an attempt that ran out of time. It is a
 // timeout (net.Error) and matches context.DeadlineExceeded.
-type attemptTimeoutError struct{ after time.Duration }
+type attemptTimeoutError struct {
+	after time.Duration
+	err   error // what net/http said
+}
 
 func (e *attemptTimeoutError) Error() string {
 	return "attempt timed out after " + e.after.String() + " (WithTimeout): context deadline exceeded"
@@ -77,177 +114,21 @@ func (e *attemptTimeoutError) Error() string {
 func (*attemptTimeoutError) Timeout() bool        { return true }
 func (*attemptTimeoutError) Temporary() bool      { return true }
 func (*attemptTimeoutError) Is(target error) bool { return target == context.DeadlineExceeded }
+func (e *attemptTimeoutError) Unwrap() error      { return e.err }
 
-// Deadline is the caller's, or the attempt's when that comes sooner.
-func (cl *call) Deadline() (time.Time, bool) {
-	deadline, ok := cl.Context.Deadline()
-	if cl.c.timeout > 0 {
-		cl.mu.Lock()
-		if d := cl.deadline; !d.IsZero() && (!ok || d.Before(deadline)) {
-			deadline, ok = d, true
-		}
-		cl.mu.Unlock()
+// attemptTimedOut says whether err ended the current attempt because its
+// WithTimeout bound passed, rather than the caller's context or the
+// network, and if so returns the error to report.
+func (cl *call) attemptTimedOut(err error) (error, bool) {
+	if err == nil || cl.attemptCtx == nil || cl.ctx.Err() != nil {
+		return err, false
 	}
-	return deadline, ok
+	var te *attemptTimeoutError
+	if errors.As(err, &te) {
+		return te, true // net/http hands on the context's cause
+	}
+	if !errors.As(context.Cause(cl.attemptCtx), &te) {
+		return err, false
+	}
+	return &attemptTimeoutError{after: te.after, err: err}, true
 }
-
-// Done closes when the attempt runs out of time or the caller's context
-// ends.
-func (cl *call) Done() <-chan struct{} {
-	if cl.c.timeout <= 0 {
-		return cl.Context.Done()
-	}
-	cl.mu.Lock()
-	defer cl.mu.Unlock()
-	if cl.done == nil {
-		cl.done = make(chan struct{})
-		if cl.doneErr != nil {
-			close(cl.done)
-		}
-	}
-	return cl.done
-}
-
-// Err says why Done closed.
-func (cl *call) Err() error {
-	if cl.c.timeout <= 0 {
-		return cl.Context.Err()
-	}
-	cl.mu.Lock()
-	defer cl.mu.Unlock()
-	return cl.doneErr
-}
-
-// AfterFunc is context.AfterFunc's fast path: net/http makes a context per
-// request below the call's, and this lets it follow the call without a
-// goroutine or a map entry. f runs (on the goroutine that closes Done) when
-// the attempt ends early; the stop function drops the current attempt's
-// registrations, which is when net/http calls it: its request is done.
-func (cl *call) AfterFunc(f func()) (stop func() bool) {
-	if cl.c.timeout <= 0 {
-		return context.AfterFunc(cl.Context, f)
-	}
-	cl.mu.Lock()
-	if cl.doneErr != nil {
-		cl.mu.Unlock()
-		go f()
-		return func() bool { return false }
-	}
-	cl.afters = append(cl.afters, f)
-	if cl.stopAfters == nil {
-		cl.stopAfters = func() bool {
-			cl.mu.Lock()
-			defer cl.mu.Unlock()
-			had := len(cl.afters) > 0
-			clear(cl.afters)
-			cl.afters = cl.afters[:0]
-			return had
-		}
-	}
-	stop = cl.stopAfters
-	cl.mu.Unlock()
-	return stop
-}
-
-// end closes Done with err, once per attempt, and runs what AfterFunc
-// registered.
-func (cl *call) end(err error) {
-	cl.mu.Lock()
-	if cl.doneErr != nil {
-		cl.mu.Unlock()
-		return
-	}
-	cl.doneErr = err
-	if cl.done != nil {
-		close(cl.done)
-	}
-	fs := slices.Clone(cl.afters)
-	clear(cl.afters)
-	cl.afters = cl.afters[:0]
-	cl.mu.Unlock()
-	for _, f := range fs {
-		if f != nil {
-			f()
-		}
-	}
-}
-
-// armAttempt starts the attempt's clock.
-func (cl *call) armAttempt(now time.Time) {
-	if cl.c.timeout <= 0 {
-		return
-	}
-	cl.mu.Lock()
-	cl.deadline = now.Add(cl.c.timeout)
-	first := cl.timer == nil
-	if first {
-		cl.timer = timerPool.Get().(*attemptTimer)
-		cl.timer.cl.Store(cl)
-	}
-	cl.mu.Unlock()
-	if first && cl.Context.Done() != nil {
-		cl.stopParent = context.AfterFunc(cl.Context, func() { cl.end(cl.Context.Err()) })
-	}
-	cl.timer.t.Reset(cl.c.timeout)
-}
-
-// expire ends an attempt that ran out of time (and not one that ended,
-// whose timer fired late).
-func (cl *call) expire() {
-	cl.mu.Lock()
-	late := !cl.deadline.IsZero() && !time.Now().Before(cl.deadline)
-	cl.mu.Unlock()
-	if late {
-		cl.end(&attemptTimeoutError{after: cl.c.timeout})
-	}
-}
-
-// nextAttempt readies Done for a retry: open again if the last attempt ran
-// out of time (retryablehttp waits on it before retrying), closed still if
-// the caller's context ended.
-func (cl *call) nextAttempt() {
-	if cl.c.timeout <= 0 {
-		return
-	}
-	cl.timer.t.Stop()
-	cl.mu.Lock()
-	defer cl.mu.Unlock()
-	cl.deadline = time.Time{}
-	if cl.doneErr != nil && cl.Context.Err() == nil {
-		cl.done, cl.doneErr = nil, nil
-	}
-}
-
-// disarm ends the call's timing: the timer goes back to the pool.
-func (cl *call) disarm() {
-	if cl.c.timeout <= 0 || cl.timer == nil {
-		return
-	}
-	cl.timer.t.Stop()
-	cl.timer.cl.Store(nil)
-	timerPool.Put(cl.timer)
-	cl.mu.Lock()
-	cl.timer, cl.deadline = nil, time.Time{}
-	cl.mu.Unlock()
-	if cl.stopParent != nil {
-		cl.stopParent()
-	}
-}
-
-// attemptTimer is a timer that calls expire on the call holding it. Timers
-// are pooled: making one costs more than the rest of a call's timing.
-type attemptTimer struct {
-	t  *time.Timer
-	cl atomic.Pointer[call]
-}
-
-var timerPool = sync.Pool{New: func() any {
-	at := new(attemptTimer)
-	at.t = time.AfterFunc(time.Hour, func() {
-		if cl := at.cl.Load(); cl != nil {
-			cl.expire()
-		}
-	})
-	at.t.Stop()
-	return at
-}}

@@ -24,7 +24,7 @@ type Client struct {
 
 	base        *url.URL // scheme and host of the site; Path without trailing "/"
 	retry       *retryablehttp.Client
-	userAgent   []string // the User-Agent header's value
+	userAgent   string
 	logger      *slog.Logger
 	auth        authenticator // for redaction; requests get credentials in transport
 	connect     bool          // authenticates as a Connect app
@@ -34,13 +34,18 @@ type Client struct {
 	maxRetries   int
 	retryWaitMin time.Duration
 	retryWaitMax time.Duration
-	timeout      time.Duration // per attempt; 0: none
+	timeout      time.Duration        // per attempt; 0: none
+	timedOut     *attemptTimeoutError // the cause of an attempt's context that ran out of time
 
-	limiter   RateLimiter
-	slots     inFlight      // bounds the requests on the wire
-	limitWait time.Duration // the longest wait for the limiter or a Retry-After
+	limiter     RateLimiter
+	slots       inFlight      // bounds the requests on the wire
+	maxInFlight int           // WithMaxInFlight's bound; 0: adaptive (conc)
+	conc        concurrency   // the adaptive bound
+	limitWait   time.Duration // the longest wait for the limiter or a Retry-After
 
 	hooks Hooks
+
+	lifecycle lifecycle // FindByEmail's user-search form, Ensure's calls in flight
 
 	common service
 }
@@ -97,7 +102,7 @@ func newClient(where, field string, base *url.URL, cfg config) (*Client, error) 
 	c := &Client{
 		connect:      isConnect,
 		base:         base,
-		userAgent:    []string{cfg.userAgent},
+		userAgent:    cfg.userAgent,
 		logger:       cfg.logger,
 		auth:         cfg.auth,
 		onRateLimit:  cfg.onRateLimit,
@@ -107,7 +112,7 @@ func newClient(where, field string, base *url.URL, cfg config) (*Client, error) 
 		retryWaitMax: cfg.retryWaitMax,
 		timeout:      cfg.attemptTimeout(),
 		limiter:      cfg.limiter,
-		slots:        make(inFlight, cfg.maxInFlight),
+		maxInFlight:  cfg.maxInFlight,
 		limitWait:    cfg.rateLimitWait(),
 		hooks:        cfg.hooks,
 	}
@@ -117,6 +122,7 @@ func newClient(where, field string, base *url.URL, cfg config) (*Client, error) 
 	case cfg.limiter == nil:
 		c.limiter = noLimiter{}
 	}
+	c.timedOut = &attemptTimeoutError{after: c.timeout}
 	c.retry = newRetryClient(newHTTPClient(cfg.httpClient, cfg.auth, base), c.maxRetries)
 	c.common.client = c
 	c.Customers = (*CustomersService)(&c.common)
@@ -136,7 +142,7 @@ type request struct {
 	endpoint Endpoint // method and path template, for the rate limiter
 	body     []byte
 	// contentType is the body's; JSON unless said otherwise.
-	contentType []string
+	contentType string
 	// expect is how a 2xx body that is decoded must open: '{' for an
 	// object (every answer of the servicedeskapi), '[' for an array, 0 for
 	// any JSON value.
@@ -210,41 +216,44 @@ func (c *Client) do(ctx context.Context, r *request, v any) error {
 		return fmt.Errorf("%w: %s %s: Atlassian Connect apps cannot %s (the operation's Connect scope is %s); use a user's credentials",
 			ErrForbidden, r.method, r.url.EscapedPath(), r.needs.action, connectInaccessible)
 	}
-	cl := &call{Context: ctx, c: c, r: r, start: time.Now()}
+	cl := &call{c: c, r: r, start: time.Now()}
 	if c.onRateLimit != nil && c.prefetch {
 		cl.sink, _ = ctx.Value(rateLimitSinkKey{}).(*rateLimitSink)
 	}
 	if h := c.hooks.CallStart; h != nil {
 		if hctx := h(ctx, cl.info()); hctx != nil {
-			cl.Context = hctx
+			ctx = hctx
 		}
 	}
+	cl.ctx = context.WithValue(ctx, callKey{}, cl)
 	err := cl.run(v)
 	cl.finish(err)
 	return err
 }
 
-// run makes the call: its attempts, then the answer.
+// run makes the call: its attempts, then the answer. Whatever way it
+// leaves, a hook's panic included, the call's slot, limiter turn and
+// answer are given back.
 func (cl *call) run(v any) error {
-	if err := cl.Context.Err(); err != nil {
+	if err := cl.ctx.Err(); err != nil {
 		return cl.transportError(err)
 	}
+	defer cl.release()
 	if err := cl.admit(); err != nil {
 		return cl.refused(err)
 	}
-	defer cl.disarm()
 	resp, err := cl.c.retry.Do(cl.newHTTPRequest())
 	cl.settle(nil, 0) // when retryablehttp stopped before an attempt it was admitted to
 	if err != nil {
-		if resp != nil {
+		if resp != nil && resp != cl.resp {
 			closeBody(resp.Body)
 		}
 		return cl.transportError(err)
 	}
-	defer closeBody(resp.Body)
+	cl.resp = resp // closed by release
 
 	r := cl.r
-	cl.status, cl.requestID = resp.StatusCode, get(resp.Header, hRequestID)
+	cl.status, cl.requestID = resp.StatusCode, redact(cl.c.auth, get(resp.Header, hRequestID))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return cl.apiError(resp)
 	}
@@ -253,14 +262,17 @@ func (cl *call) run(v any) error {
 	}
 	opts := decodeOptions
 	if r.userTypes {
-		if resp.StatusCode == http.StatusNoContent || resp.ContentLength == 0 {
+		if resp.StatusCode == http.StatusNoContent || resp.ContentLength == 0 || r.method == http.MethodHead {
 			return nil // nothing to decode; v is left as it is
 		}
 		opts = userTypeOptions
 	}
 	if err := decodeJSON(resp, v, r.expect, opts); err != nil {
-		if ctxErr := cl.Context.Err(); ctxErr != nil {
-			return fmt.Errorf("servicedesk: %s %s: %w", r.method, r.url.EscapedPath(), ctxErr)
+		if ctxErr := cl.ctx.Err(); ctxErr != nil {
+			return fmt.Errorf("servicedesk: %s %s: reading the answer: %w", r.method, r.url.EscapedPath(), ctxErr)
+		}
+		if terr, ok := cl.attemptTimedOut(err); ok {
+			return fmt.Errorf("servicedesk: %s %s: reading the answer: %w", r.method, r.url.EscapedPath(), terr)
 		}
 		return fmt.Errorf("%w: %s %s: %d answer: %w", ErrInvalidResponse, r.method, r.url.EscapedPath(), resp.StatusCode, err)
 	}
@@ -270,66 +282,84 @@ func (cl *call) run(v any) error {
 // apiError is the *Error of the call's last answer.
 func (cl *call) apiError(resp *http.Response) *Error {
 	r := cl.r
-	e := newError(resp, r.method, r.url, time.Now())
+	e := newError(resp, r.method, r.url, time.Now(), cl.c.auth)
 	e.Attempts = cl.n
-	if cl.refusal != nil {
-		// The limiter would not let a retry out in time: its wait is the
-		// one that counts.
-		e.RetryAfter = max(e.RetryAfter, cl.refusal.RetryAfter)
-	}
+	var hints []string
 	switch {
 	case e.StatusCode == http.StatusUnauthorized:
-		var scoped bool
-		e.Hint, scoped = unauthorizedHint(cl.c.auth, isCloud(cl.c.base.Hostname()))
+		hint, scoped := unauthorizedHint(cl.c.auth, isCloud(cl.c.base.Hostname()))
+		hints = append(hints, hint)
 		if scoped && r.needs.action != "" {
-			e.Needs = r.needs.String()
+			e.Needs = r.needs.forAuth(cl.c.auth, isCloud(cl.c.base.Hostname()))
 		}
 	case e.StatusCode == http.StatusForbidden && r.needs.action != "":
-		e.Needs = r.needs.String()
+		e.Needs = r.needs.forAuth(cl.c.auth, isCloud(cl.c.base.Hostname()))
 	case e.StatusCode >= 500 && !r.idempotent:
-		e.Hint = r.unsure
+		hints = append(hints, r.unsure)
 	}
-	e.redact(cl.c.auth)
+	switch {
+	case cl.refusal != nil:
+		// The limiter would not let a retry out in time: its wait is the
+		// one that counts, and its reason is said apart from the server's
+		// message.
+		e.RetryAfter = max(e.RetryAfter, cl.refusal.RetryAfter)
+		hints = append(hints, "not retried: "+strings.TrimPrefix(cl.refusal.Message, "not sent: "))
+	case cl.tooLong > 0:
+		hints = append(hints, fmt.Sprintf("not retried: the server asked to wait %v; WithRateLimitWait allows %v a call, %v of it left",
+			cl.tooLong.Round(time.Millisecond), cl.c.limitWait, max(0, cl.c.limitWait-cl.limitWaited).Round(time.Millisecond)))
+	}
+	e.Hint = joinHints(hints)
 	return e
 }
 
-// Header values shared by every request. http.Header maps them by
-// reference; nothing below the SDK writes into a value slice (Set and Add
-// replace or grow it), so sharing saves an allocation per header.
-var (
-	jsonValue  = []string{"application/json"}
-	optInValue = []string{"opt-in"}
-)
+// joinHints joins what the SDK has to say about an error, skipping "".
+func joinHints(hints []string) string {
+	var b strings.Builder
+	for _, h := range hints {
+		if h == "" {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(h)
+	}
+	return b.String()
+}
 
-// newHTTPRequest builds the request every attempt sends; its context is
-// the call itself.
+// newHTTPRequest builds the request every attempt sends, in the first
+// attempt's context (see startAttempt). Each request gets header values of
+// its own: a transport may write into them.
 func (cl *call) newHTTPRequest() *retryablehttp.Request {
 	r := cl.r
 	h := make(http.Header, 5)
-	h["Accept"] = jsonValue
-	h["User-Agent"] = cl.c.userAgent
+	h["Accept"] = []string{"application/json"}
+	h["User-Agent"] = []string{cl.c.userAgent}
 	if r.experimental {
-		h["X-Experimentalapi"] = optInValue
+		h["X-Experimentalapi"] = []string{"opt-in"}
 	}
 	// The URL is already built: hand it over rather than render and parse
 	// it again, as http.NewRequest would.
-	hr := new(http.Request).WithContext(cl)
-	hr.Method = r.method
-	hr.URL = r.url
-	hr.Proto, hr.ProtoMajor, hr.ProtoMinor = "HTTP/1.1", 1, 1
-	hr.Header = h
-	hr.Host = r.url.Host
+	hr := &http.Request{
+		Method:     r.method,
+		URL:        r.url,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     h,
+		Host:       r.url.Host,
+	}
 	if r.body != nil {
-		h["Content-Type"] = jsonValue
-		if r.contentType != nil {
-			h["Content-Type"] = r.contentType
+		h["Content-Type"] = []string{"application/json"}
+		if r.contentType != "" {
+			h["Content-Type"] = []string{r.contentType}
 		}
 		// beforeAttempt gives every attempt a fresh reader over the body.
 		hr.ContentLength = int64(len(r.body))
 		hr.GetBody = cl.getBody
 		hr.Body = http.NoBody
 	}
-	cl.req.Request = hr
+	cl.startAttempt(hr)
 	return &cl.req
 }
 
@@ -340,8 +370,13 @@ func (cl *call) transportError(err error) error {
 	if cl.n > 0 && !cl.r.idempotent && cl.r.unsure != "" && mayHaveArrived(err) {
 		hint = "; " + cl.r.unsure
 	}
-	if ctxErr := cl.Context.Err(); ctxErr != nil {
+	if ctxErr := cl.ctx.Err(); ctxErr != nil {
 		err = ctxErr
+	} else if terr, ok := cl.attemptTimedOut(err); ok {
+		err = terr
+	}
+	if cl.n > 1 {
+		hint += fmt.Sprintf("; gave up after %d attempts", cl.n)
 	}
 	err = fmt.Errorf("servicedesk: %s %s: %w%s", cl.r.method, cl.r.url.EscapedPath(), stripURLError(err), hint)
 	if msg := redact(cl.c.auth, err.Error()); msg != err.Error() {

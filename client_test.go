@@ -50,6 +50,9 @@ func TestNewClientRefusesBadInput(t *testing.T) {
 		{"servicedeskapi path", "https://x.atlassian.net/rest/servicedeskapi", nil, `use "https://x.atlassian.net"`},
 		{"platform api path", "https://jira.example.com/jira/rest/api/2/", nil, `use "https://jira.example.com/jira"`},
 		{"gateway without cloud id", servicedesk.CloudGatewayURL(""), nil, "CloudGatewayURL(cloudID)"},
+		{"customer portal", "https://x.atlassian.net/servicedesk/customer/portal/1", nil, `web interface ("/servicedesk/customer/portal/1"), not the site's base URL: use "https://x.atlassian.net"`},
+		{"agent view", "https://jira.example.com/jira/servicedesk/projects/HELP/queues", nil, `use "https://jira.example.com/jira"`},
+		{"issue page", "https://x.atlassian.net/browse/HELP-1", nil, `use "https://x.atlassian.net"`},
 		{"gateway root", "https://api.atlassian.com", nil, "cloud id"},
 		{"gateway with API path", servicedesk.CloudGatewayURL("abc") + "/rest/servicedeskapi/", nil, "/rest/servicedeskapi"},
 	}

@@ -54,14 +54,9 @@ type CreateCustomerRequest struct {
 	StrictConflictStatusCode bool `json:"-"`
 }
 
-func (r CreateCustomerRequest) validate() error {
-	const where = "CustomersService.Create"
-	if strings.TrimSpace(r.Email) == "" {
-		return invalidInput(where, "Email", "must not be empty")
-	}
-	addr, err := mail.ParseAddress(r.Email)
-	if err != nil || addr.Address != r.Email || addr.Name != "" {
-		return invalidInput(where, "Email", fmt.Sprintf("%q is not a plain email address", r.Email))
+func (r CreateCustomerRequest) validate(where string) error {
+	if err := validEmail(where, "Email", r.Email); err != nil {
+		return err
 	}
 	if strings.TrimSpace(r.DisplayName) == "" {
 		return invalidInput(where, "DisplayName", "must not be empty")
@@ -72,29 +67,61 @@ func (r CreateCustomerRequest) validate() error {
 	return nil
 }
 
+// validEmail refuses what is not a plain email address ("fred@example.com",
+// not "Fred <fred@example.com>").
+func validEmail(where, field, email string) error {
+	if strings.TrimSpace(email) == "" {
+		return invalidInput(where, field, "must not be empty")
+	}
+	addr, err := mail.ParseAddress(email)
+	if err != nil || addr.Address != email || addr.Name != "" {
+		return invalidInput(where, field, fmt.Sprintf("%q is not a plain email address", email))
+	}
+	return nil
+}
+
 // Create creates a customer: an account that can raise requests, not yet on
 // any service desk (see [CustomersService.Add]). It needs the Jira
-// Administrator global permission.
+// Administrator global permission. To make an email a customer of a desk
+// whether or not it has an account, use [CustomersService.Ensure].
 //
-// An email that already exists is ErrBadRequest, or ErrConflict when
-// req.StrictConflictStatusCode is set. Create is not retried once the
-// request may have reached the server, except after a 429, so that a retry
-// cannot create a second customer.
+// An email that already has an account is ErrConflict: a 409 when
+// req.StrictConflictStatusCode is set, otherwise the server's 400, which is
+// ErrBadRequest as well. The existing account is not returned: find it with
+// [CustomersService.FindByEmail]. Create is not retried once the request may
+// have reached the server, except after a 429, so that a retry cannot create
+// a second customer; after a 5xx or a broken connection the error's hint
+// says how to find out whether the customer was created.
 //
 // JSM API: POST /rest/servicedeskapi/customer
 func (s *CustomersService) Create(ctx context.Context, req CreateCustomerRequest) (*Customer, error) {
-	if err := req.validate(); err != nil {
+	const where = "CustomersService.Create"
+	if err := req.validate(where); err != nil {
 		return nil, err
 	}
+	return s.create(ctx, where, req, createUnsure)
+}
+
+// createUnsure is the hint of a Create that may have run though it failed.
+// List and All cannot tell: they show only a desk's customers, and a new
+// customer is on none.
+const createUnsure = "the customer may have been created all the same: " +
+	"Ensure makes the email a customer of a desk either way; or create it again with StrictConflictStatusCode " +
+	"(409 Conflict: it exists) and find the account with FindByEmail"
+
+// create sends Create's request for op (the operation the caller called),
+// req already checked; unsure is the hint of an answer that leaves the
+// outcome open.
+func (s *CustomersService) create(ctx context.Context, op string, req CreateCustomerRequest, unsure string) (*Customer, error) {
 	var query url.Values
 	if req.StrictConflictStatusCode {
 		query = url.Values{"strictConflictStatusCode": {"true"}}
 	}
-	r, err := s.client.newRequest("CustomersService.Create", http.MethodPost, "customer", createCustomerTemplate, needsCreate, query, req)
+	r, err := s.client.newRequest(op, http.MethodPost, "customer", createCustomerTemplate, needsCreate, query, req)
 	if err != nil {
 		return nil, err
 	}
-	r.unsure = "the customer may have been created all the same: look for its email with List or All before creating it again"
+	r.unsure = unsure
 	cust := new(Customer)
 	if err := s.client.do(ctx, r, cust); err != nil {
 		return nil, err
@@ -290,14 +317,18 @@ func (s *CustomersService) changeDesk(ctx context.Context, method, where string,
 	return s.client.do(ctx, r, nil)
 }
 
-// validDeskID refuses a service desk id that is empty or that escaping
-// cannot keep inside its path segment ("." and ".." are resolved by servers).
+// validDeskID refuses a service desk id that is empty, or that cannot be a
+// desk's id ("1") or project key ("HELP"): something pasted from a URL, a
+// path, or what escaping cannot keep inside its path segment ("." and
+// ".." are resolved by servers).
 func validDeskID(where, id string) error {
-	switch strings.TrimSpace(id) {
-	case "":
+	switch {
+	case strings.TrimSpace(id) == "":
 		return invalidInput(where, "serviceDeskID", "must not be empty")
-	case ".", "..":
-		return invalidInput(where, "serviceDeskID", fmt.Sprintf("%q is not a service desk id or project key", id))
+	case id == "." || id == ".." || !utf8.ValidString(id) ||
+		strings.ContainsFunc(id, func(r rune) bool { return r <= ' ' || r == 0x7f || strings.ContainsRune(`/\?#;%`, r) }):
+		return invalidInput(where, "serviceDeskID", fmt.Sprintf(
+			"%q is not a service desk id or project key: pass the desk's id (\"1\") or its project key (\"HELP\"), not a URL or a path", id))
 	}
 	return nil
 }

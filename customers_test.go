@@ -229,26 +229,30 @@ func TestCloudGatewayURL(t *testing.T) {
 	assert.Equal(t, "https://api.atlassian.com/ex/jira/abc-123", servicedesk.CloudGatewayURL("abc-123"))
 }
 
+// TestServiceDeskIDIsOnePathSegment: a desk id is escaped into one path
+// segment, and one that cannot be an id or a project key (it holds "/",
+// "?", "#", "%" or ";", pasted from a URL, or would be read as a path) is
+// refused before anything is sent.
 func TestServiceDeskIDIsOnePathSegment(t *testing.T) {
 	t.Parallel()
-	cases := map[string]string{
-		"1/../../api/2/user": "/rest/servicedeskapi/servicedesk/1%2F..%2F..%2Fapi%2F2%2Fuser/customer",
-		"HELP":               "/rest/servicedeskapi/servicedesk/HELP/customer",
-		"a b?c#d%":           "/rest/servicedeskapi/servicedesk/a%20b%3Fc%23d%25/customer",
-		"..%2F":              "/rest/servicedeskapi/servicedesk/..%252F/customer",
+	sent := map[string]string{
+		"HELP":  "/rest/servicedeskapi/servicedesk/HELP/customer",
+		"Ünï_1": "/rest/servicedeskapi/servicedesk/%C3%9Cn%C3%AF_1/customer",
 	}
-	for id, want := range cases {
-		t.Run(id, func(t *testing.T) {
-			t.Parallel()
-			c, w := mockClient(t, "https://x.atlassian.net",
-				[]reply{{status: 200, body: `{"values":[],"isLastPage":true}`}})
-			_, err := c.Customers.List(context.Background(), id, nil)
-			require.NoError(t, err)
-			s := w.only(t)
-			assert.Equal(t, want, s.Path)
-			assert.NotContains(t, s.Path, "/rest/api/")
-			assert.Empty(t, s.Query)
-		})
+	for id, want := range sent {
+		c, w := mockClient(t, "https://x.atlassian.net", []reply{{status: 200, body: `{"values":[],"isLastPage":true}`}})
+		_, err := c.Customers.List(context.Background(), id, nil)
+		require.NoError(t, err)
+		s := w.only(t)
+		assert.Equal(t, want, s.Path)
+		assert.Empty(t, s.Query)
+	}
+	for _, id := range []string{"1/../../api/2/user", "a b?c#d%", "..%2F", "1;x", `1\2`, "1\n"} {
+		c, w := mockClient(t, "https://x.atlassian.net", []reply{{status: 200, body: `{"values":[],"isLastPage":true}`}})
+		_, err := c.Customers.List(context.Background(), id, nil)
+		require.ErrorIs(t, err, servicedesk.ErrInvalidInput, id)
+		assert.ErrorContains(t, err, "serviceDeskID", id)
+		assert.Empty(t, w.all(), id)
 	}
 }
 
@@ -294,6 +298,16 @@ func TestInvalidInputSendsNothing(t *testing.T) {
 		{"list dot-dot desk", "serviceDeskID", func(c *servicedesk.Client) error {
 			_, err := c.Customers.List(ctx, "..", nil)
 			return err
+		}},
+		{"desk id holding a path", `"1/customer" is not a service desk id or project key`, func(c *servicedesk.Client) error {
+			_, err := c.Customers.List(ctx, "1/customer", nil)
+			return err
+		}},
+		{"desk id pasted from a URL", `not a URL or a path`, func(c *servicedesk.Client) error {
+			return c.Customers.Add(ctx, "https://x.atlassian.net/servicedesk/customer/portal/1", ids)
+		}},
+		{"desk id with a parameter", "serviceDeskID", func(c *servicedesk.Client) error {
+			return c.Customers.Remove(ctx, "1;x=y", ids)
 		}},
 		{"negative start", "Start", func(c *servicedesk.Client) error {
 			_, err := c.Customers.List(ctx, "1", &servicedesk.ListCustomersOptions{Start: -1})

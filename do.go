@@ -109,11 +109,24 @@ func unsafePath(path string) string {
 	return ""
 }
 
+// operationTemplates are the path templates of the SDK's own operations:
+// Do on one of their paths gets the same template, so it is paced, paused
+// and labelled as the operation is ("/rest/servicedeskapi/servicedesk/
+// help/customer" is the desk customers endpoint, limited to 5 a second,
+// whatever the desk's key looks like).
+var operationTemplates = []string{createCustomerTemplate, deskCustomersTemplate}
+
 // pathTemplate turns a path given to Do into a template for metrics and the
-// rate limiter: segments that look like ids become "{id}". Words in lower
+// rate limiter: the template of the SDK's operation on that path, or else
+// the path with segments that look like ids as "{id}". Words in lower
 // camel case ("user", "search", "requesttype") are kept, and so is the
 // version after the API's name ("/rest/api/3").
 func pathTemplate(path string) string {
+	for _, t := range operationTemplates {
+		if matchesTemplate(t, path) {
+			return t
+		}
+	}
 	segments := strings.Split(path, "/")
 	for i, seg := range segments {
 		if i <= 2 || seg == "" || isWord(seg) || i == 3 && isVersion(seg) {
@@ -122,6 +135,22 @@ func pathTemplate(path string) string {
 		segments[i] = "{id}"
 	}
 	return strings.Join(segments, "/")
+}
+
+// matchesTemplate reports whether path has template's segments, any
+// segment standing for a "{name}" one.
+func matchesTemplate(template, path string) bool {
+	for {
+		t, tRest, tMore := strings.Cut(template, "/")
+		p, pRest, pMore := strings.Cut(path, "/")
+		if tMore != pMore || !(t == p || strings.HasPrefix(t, "{") && p != "") {
+			return false
+		}
+		if !tMore {
+			return true
+		}
+		template, path = tRest, pRest
+	}
 }
 
 func isWord(s string) bool {

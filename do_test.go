@@ -107,6 +107,11 @@ func TestDoRefusesPathsThatCouldLeave(t *testing.T) {
 		{"fragment", "GET", "/rest/api/3/myself#x", "path", nil, nil},
 		{"space", "GET", "/rest/api/3/user/fred smith", "path", nil, nil},
 		{"malformed escape", "GET", "/rest/api/3/user/%zz", "path", nil, nil},
+		{"Tomcat path parameter", "GET", "/rest/..;/secure/admin", "path", nil, nil},
+		{"path parameter", "GET", "/rest/api/3/myself;jsessionid=x", "path", nil, nil},
+		{"escaped path parameter", "GET", "/rest/..%3B/secure/admin", "path", nil, nil},
+		{"double-encoded dot-dot", "GET", "/rest/%252e%252e/secure/admin", "path", nil, nil},
+		{"double-encoded slash", "GET", "/rest/api/a%252Fb", "path", nil, nil},
 		{"lower-case method", "get", "/rest/api/3/myself", "method", nil, nil},
 		{"unknown method", "TRACE", "/rest/api/3/myself", "method", nil, nil},
 		{"query not UTF-8", "GET", "/rest/api/3/user/search", "query", url.Values{"query": {"caf\xe9"}}, nil},
@@ -264,7 +269,7 @@ func TestUnauthorizedSaysWhatToCheck(t *testing.T) {
 		{"basic on Cloud", "https://x.atlassian.net", basicAuth(), "an API token", false},
 		{"basic on Data Center", "https://jira.example.com", basicAuth(), "username and password", false},
 		{"bearer on Cloud", "https://x.atlassian.net", servicedesk.WithBearerToken("t0ken"), "CloudGatewayURL", true},
-		{"bearer on Data Center", "https://jira.example.com", servicedesk.WithBearerToken("t0ken"), "personal access token", true},
+		{"bearer on Data Center", "https://jira.example.com", servicedesk.WithBearerToken("t0ken"), "personal access token", false},
 		{"token source", servicedesk.CloudGatewayURL("abc"), servicedesk.WithTokenSource(tokenFunc(func() string { return "at" })), "revoked, or lack a scope", true},
 		{"Connect", "https://x.atlassian.net", servicedesk.WithConnectJWT("app", "secret"), "shared secret", false},
 	}
@@ -282,7 +287,37 @@ func TestUnauthorizedSaysWhatToCheck(t *testing.T) {
 		assert.Equal(t, tc.needs, apiErr.Needs != "", tc.name)
 		if !tc.needs {
 			assert.NotContains(t, err.Error(), "permission", tc.name)
+			assert.NotContains(t, err.Error(), "scope", tc.name)
 		}
+	}
+}
+
+// TestNeedsSpeaksTheAuthKindsLanguage: a 403 says the permission to every
+// client, the OAuth 2.0 scopes only to OAuth 2.0 tokens, the Connect scope
+// only to Connect apps (a Data Center PAT was told both).
+func TestNeedsSpeaksTheAuthKindsLanguage(t *testing.T) {
+	t.Parallel()
+	const permission = "needs the service desk administrator permission"
+	cases := []struct {
+		name, base string
+		opt        servicedesk.Option
+		oauth      bool
+		connect    bool
+	}{
+		{"basic on Cloud", "https://x.atlassian.net", basicAuth(), false, false},
+		{"PAT on Data Center", "https://jira.example.com", servicedesk.WithBearerToken("t0ken"), false, false},
+		{"bearer on Cloud (OAuth)", "https://x.atlassian.net", servicedesk.WithBearerToken("t0ken"), true, false},
+		{"token source", servicedesk.CloudGatewayURL("abc"), servicedesk.WithTokenSource(tokenFunc(func() string { return "at" })), true, false},
+		{"Connect", "https://x.atlassian.net", servicedesk.WithConnectJWT("app", "secret"), false, true},
+	}
+	for _, tc := range cases {
+		c, _ := mockClient(t, tc.base, []reply{{status: 403}}, tc.opt)
+		err := addOne(c, context.Background())
+		var apiErr *servicedesk.Error
+		require.ErrorAs(t, err, &apiErr, tc.name)
+		assert.True(t, strings.HasPrefix(apiErr.Needs, permission), "%s: %q", tc.name, apiErr.Needs)
+		assert.Equal(t, tc.oauth, strings.Contains(apiErr.Needs, "OAuth 2.0 scope manage:servicedesk-customer"), tc.name)
+		assert.Equal(t, tc.connect, strings.Contains(apiErr.Needs, "Connect scope WRITE"), tc.name)
 	}
 }
 

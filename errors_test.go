@@ -95,8 +95,8 @@ func TestErrorMapping(t *testing.T) {
 					assert.Empty(t, apiErr.Needs)
 					want += "; " + hint
 				case 403:
-					needs := "needs the service desk administrator permission; OAuth 2.0 scope manage:servicedesk-customer" +
-						" (granular: read:servicedesk.customer:jira-service-management, write:servicedesk.customer:jira-service-management); Connect scope WRITE"
+					// Basic auth: the permission, and no scopes, which an API token does not have.
+					needs := "needs the service desk administrator permission"
 					assert.Equal(t, needs, apiErr.Needs)
 					assert.Empty(t, apiErr.Hint)
 					want += "; " + needs

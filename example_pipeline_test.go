@@ -20,7 +20,8 @@ import (
 )
 
 // Do reaches any endpoint of the site on the client's pipeline: here Jira's
-// user search, to find the account of an email that is on no desk.
+// user search by name (CustomersService.FindByEmail does the look-up by
+// email).
 func ExampleClient_Do() {
 	srv := servicedesktest.NewServer(servicedesktest.WithCustomer("", "ada@example.com", "Ada Lovelace"))
 	defer srv.Close()
@@ -32,7 +33,7 @@ func ExampleClient_Do() {
 		EmailAddress string `json:"emailAddress"`
 		DisplayName  string `json:"displayName"`
 	}
-	err := c.Do(ctx, http.MethodGet, "/rest/api/3/user/search", url.Values{"query": {"ada@example.com"}}, nil, &users)
+	err := c.Do(ctx, http.MethodGet, "/rest/api/3/user/search", url.Values{"query": {"lovelace"}}, nil, &users)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -49,12 +49,12 @@ func ExampleCustomersService_Create() {
 	}
 	fmt.Println(cust.DisplayName, cust.EmailAddress, cust.Active)
 
-	// With StrictConflictStatusCode an existing email is ErrConflict (409)
-	// rather than ErrBadRequest (400).
+	// An email that already has an account is ErrConflict: the server's
+	// 400, or its 409 with StrictConflictStatusCode. The account is not
+	// returned: FindByEmail finds it, and Ensure does it all.
 	_, err = c.Customers.Create(ctx, servicedesk.CreateCustomerRequest{
-		Email:                    "mary@example.com",
-		DisplayName:              "Mary",
-		StrictConflictStatusCode: true,
+		Email:       "mary@example.com",
+		DisplayName: "Mary",
 	})
 	fmt.Println(errors.Is(err, servicedesk.ErrConflict))
 	// Output:

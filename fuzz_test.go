@@ -31,7 +31,7 @@ func FuzzErrorBody(f *testing.F) {
 			Header:     http.Header{"Content-Type": {contentType}, "Retry-After": {string(body[:min(len(body), 8)])}},
 			Body:       io.NopCloser(bytes.NewReader(body)),
 		}
-		e := newError(resp, http.MethodGet, u, time.Now())
+		e := newError(resp, http.MethodGet, u, time.Now(), nil)
 		msg := e.Error()
 		if !strings.HasPrefix(msg, "servicedesk: GET /rest/servicedeskapi/customer: ") {
 			t.Fatalf("Error() = %q", msg)
@@ -110,6 +110,8 @@ func FuzzResolveNext(f *testing.F) {
 	f.Add("https://evil.example/rest/servicedeskapi/servicedesk/1/../../../x?start=2", "")
 	f.Add("/jira/rest/servicedeskapi/servicedesk/HELP/customer?start=%zz", "https://jira.internal/jira/rest/servicedeskapi")
 	f.Add("//evil.example/rest/servicedeskapi/%2e%2E/x", "https://x/")
+	f.Add("https://site.example/rest/servicedeskapi/..;/secure/admin?start=1", "https://site.example/rest/servicedeskapi")
+	f.Add("https://site.example/rest/servicedeskapi/%252e%252e/%252e%252e/secure?start=1", "")
 	c, err := NewClient("https://api.atlassian.com/ex/jira/cloud-1")
 	if err != nil {
 		f.Fatal(err)
@@ -127,8 +129,8 @@ func FuzzResolveNext(f *testing.F) {
 			t.Fatalf("left the API root: %s", u)
 		}
 		for _, seg := range strings.Split(strings.TrimPrefix(u.Path, prefix), "/") {
-			if seg == "" || seg == "." || seg == ".." || strings.Contains(seg, "\\") {
-				t.Fatalf("dot, empty or backslash segment in %q", u.Path)
+			if seg == "" || seg == "." || seg == ".." || strings.ContainsAny(seg, "\\;%") {
+				t.Fatalf("dot, empty, backslash, parameter or double-encoded segment in %q", u.Path)
 			}
 		}
 		if _, err := url.ParseQuery(u.RawQuery); err != nil {

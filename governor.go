@@ -26,7 +26,9 @@ type RateLimiter interface {
 	// within that, it returns at once, without waiting, an *Error with
 	// StatusCode 429, RetryAfter (how long it would have had to wait) and
 	// RateLimit.Reason; it returns ctx's error if ctx ends while waiting.
-	// Each nil return is followed by exactly one call to Done.
+	// Each nil return is followed by exactly one call to Done. The client
+	// copies an *Error it returns before adding the request's method and
+	// URL, so one value may be returned to many calls.
 	Wait(ctx context.Context, ep Endpoint, maxWait time.Duration) error
 	// Done reports what came back for a request Wait let through.
 	Done(ep Endpoint, o Outcome)
@@ -71,19 +73,27 @@ type RateLimiterConfig struct {
 // It keeps a token bucket for each endpoint (method and path template),
 // starting from cfg and learning from every answer: the RateLimit-Policy
 // and RateLimit headers (Beta- or not; r caps what it spends to what is
-// left), X-RateLimit-Limit on a burst 429, and Data Center's X-RateLimit-
-// FillRate and X-RateLimit-Interval-Seconds, which pace the whole client.
-// A burst 429 (RateLimit-Reason jira-burst-based) pauses that endpoint until
-// the wait is over, for every goroutine; other endpoints go on. A quota 429
-// (jira-quota-global-based, jira-quota-tenant-based, or the gateway's 429
-// with only X-RateLimit-Reset) pauses everything until the reset. A 429
-// that announces no rate lowers the endpoint's rate, which then recovers.
+// left, and r=0 holds the endpoint until t), X-RateLimit-Limit on a burst
+// 429, and Data Center's X-RateLimit-FillRate and X-RateLimit-Interval-
+// Seconds, which pace the whole client. A burst 429 (RateLimit-Reason
+// jira-burst-based) pauses that endpoint until the wait is over, for every
+// goroutine; other endpoints go on. A quota 429 (jira-quota-global-based,
+// jira-quota-tenant-based, or the gateway's 429 with only
+// X-RateLimit-Reset) pauses everything until the reset. A 429 that
+// announces no rate lowers the endpoint's rate to what was served in the
+// second before it, which then recovers slowly. When the pace changes or a
+// pause begins, requests already waiting their turn are paced again at the
+// new rate, in their order.
+//
+// Whatever a server says is bounded: no wait or pause longer than 24
+// hours, no pace slower than one request a minute.
 func NewRateLimiter(cfg RateLimiterConfig) RateLimiter {
 	g := &governor{
 		cloud:   cfg.Cloud,
 		rates:   cfg.Rates,
 		buckets: map[Endpoint]*bucket{},
 		global:  rate.NewLimiter(rate.Inf, 1),
+		changed: make(chan struct{}),
 	}
 	return g
 }
@@ -94,6 +104,10 @@ const (
 	cloudDefaultRate       = 100
 	cloudDeleteRate        = 50
 )
+
+// maxBuckets bounds how many endpoints the governor keeps apart; past it,
+// new endpoints of a method share one bucket (Client.Do can name any path).
+const maxBuckets = 256
 
 // governor is the in-process RateLimiter.
 type governor struct {
@@ -108,12 +122,21 @@ type governor struct {
 	// pause, when set and not over, holds every request: a spent quota.
 	pause    atomic.Pointer[pause]
 	inflight atomic.Int32
+
+	// Requests waiting their turn, in the order they took it; a change of
+	// pace or a new pause gives their turns back and wakes them to take
+	// new ones (see repace).
+	wmu     sync.Mutex
+	waiting []*waiter
+	changed chan struct{} // closed, and replaced, by repace
 }
 
 // pause is a time before which nothing may be sent, and why.
 type pause struct {
 	until  time.Time
-	reason string
+	reason string // RateLimit-Reason of the 429 that set it, if any
+	policy string // the policy it comes from, if any
+	cause  string // "after a 429", or what else set it
 }
 
 // bucket is one endpoint's pacing.
@@ -121,14 +144,34 @@ type bucket struct {
 	lim      *rate.Limiter
 	pause    atomic.Pointer[pause]
 	inflight atomic.Int32
+	queued   atomic.Int32 // requests waiting for their turn
 
-	cut atomic.Bool // the rate was lowered after a 429 that announced none
+	cut   atomic.Bool // the rate was lowered after a 429 that announced none
+	known atomic.Bool // the pace comes from what the server said
 
 	mu      sync.Mutex
 	learned bool       // the rate came from the server's headers
 	ceiling rate.Limit // what a cut rate recovers to
 	lastCut time.Time
-	reason  string // the policy that paces it, for messages
+	policy  string       // the policy that paces it, for messages
+	served  [10]served   // 2xx answers in the last second, by tenth
+	limit   float64      // the limit (requests a second) the pace is for; 0: unknown
+	paced   atomic.Int64 // math.Float64bits of the pace, for slotLimit
+}
+
+// served counts answers in one tenth of a second.
+type served struct {
+	tenth int64
+	n     int
+}
+
+// waiter is a request waiting for its turn: its reservations on the
+// endpoint's bucket and the global one.
+type waiter struct {
+	rb, rg    *rate.Reservation
+	timeToAct time.Time // the later of the two; zero when either is not OK
+	changed   <-chan struct{}
+	cancelled bool // its turn was given back
 }
 
 func (g *governor) bucket(ep Endpoint) *bucket {
@@ -140,14 +183,22 @@ func (g *governor) bucket(ep Endpoint) *bucket {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if b = g.buckets[ep]; b == nil {
-		b = &bucket{lim: rate.NewLimiter(rate.Inf, 1), ceiling: rate.Inf}
-		if r, ok := g.startRate(ep); ok {
-			b.lim = rate.NewLimiter(paceRate(r), paceBurst(r)) // starts full
-			b.ceiling = b.lim.Limit()
-		}
-		g.buckets[ep] = b
+	if b = g.buckets[ep]; b != nil {
+		return b
 	}
+	if len(g.buckets) >= maxBuckets {
+		ep = Endpoint{Method: ep.Method, Path: "{other}"}
+		if b = g.buckets[ep]; b != nil {
+			return b
+		}
+	}
+	b = &bucket{lim: rate.NewLimiter(rate.Inf, 1), ceiling: rate.Inf}
+	if r, ok := g.startRate(ep); ok {
+		b.lim = rate.NewLimiter(paceRate(r), paceBurst(r)) // starts full
+		b.ceiling, b.limit = b.lim.Limit(), r
+	}
+	b.storePace()
+	g.buckets[ep] = b
 	return b
 }
 
@@ -155,7 +206,7 @@ func (g *governor) bucket(ep Endpoint) *bucket {
 // or on Cloud the documented one.
 func (g *governor) startRate(ep Endpoint) (float64, bool) {
 	if r, ok := g.rates[ep]; ok && r > 0 {
-		return r, true
+		return boundRate(r), true
 	}
 	if !g.cloud {
 		return 0, false
@@ -170,19 +221,23 @@ func (g *governor) startRate(ep Endpoint) (float64, bool) {
 }
 
 // paceRate and paceBurst turn a limit of n requests a second into a bucket
-// that keeps below it in any one-second window, so that the server's
-// count never runs out (its "r=0;t=1" would cost a pause of up to a
-// second): burst + rate < n, the rate at 85 % of n, less for small limits.
+// that keeps below it in any one-second window, however the server counts
+// (fixed windows, a sliding window, a token bucket of n): burst + rate
+// stays a request short of n, so that a request arriving late or early by
+// a few milliseconds cannot tip a window over. A small burst leaves room
+// for a high rate: 47 a second for a limit of 50, 94 for 100. Below 10 a
+// second there is no request to spare: burst + rate ≤ n, and at least half
+// of n.
 func paceRate(n float64) rate.Limit {
 	b := float64(paceBurst(n))
 	if n >= 10 {
-		return rate.Limit(min(0.85*n, n-b-1))
+		return rate.Limit(n - b - 1)
 	}
-	return rate.Limit(max(n-b, 0.5*n))
+	return rate.Limit(max(n-b, 0.5*n, minRate))
 }
 
 func paceBurst(n float64) int {
-	return max(1, int(0.15*n))
+	return max(1, int(0.04*n))
 }
 
 // Wait implements RateLimiter.
@@ -194,48 +249,154 @@ func (g *governor) wait(ctx context.Context, b *bucket, maxWait time.Duration) e
 	now := time.Now()
 	// The fast path: nothing paused, a token at hand, no allocation.
 	if g.pausedUntil(b, now) == nil && g.global.Limit() == rate.Inf && b.lim.AllowN(now, 1) {
-		b.inflight.Add(1)
-		g.inflight.Add(1)
+		g.admitted(b)
 		return nil
 	}
 	deadline, ctxFirst := now.Add(maxWait), false
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline, ctxFirst = d, true
 	}
+	start := now
 	for {
 		now = time.Now()
 		if p := g.pausedUntil(b, now); p != nil {
 			if p.until.After(deadline) {
-				return refusal(p.until.Sub(now), p.reason, "paused after a 429", maxWait, ctxFirst)
+				return refusal(refused{wait: p.until.Sub(now), pause: p, maxWait: maxWait, waited: now.Sub(start), ctxFirst: ctxFirst})
 			}
 			if err := sleep(ctx, p.until.Sub(now)); err != nil {
 				return err
 			}
 			continue
 		}
-		rb, rg := b.lim.ReserveN(now, 1), g.global.ReserveN(now, 1)
-		delay := max(rb.DelayFrom(now), rg.DelayFrom(now))
-		if !rb.OK() || !rg.OK() || now.Add(delay).After(deadline) {
-			rb.CancelAt(now)
-			rg.CancelAt(now)
+		w := g.reserve(b, now)
+		delay := w.timeToAct.Sub(now)
+		if !w.rb.OK() || !w.rg.OK() || w.timeToAct.After(deadline) {
+			queued := int(b.queued.Load())
+			g.cancel(w, now)
 			b.mu.Lock()
-			reason := b.reason
+			policy, limit := b.policy, b.lim.Limit()
 			b.mu.Unlock()
-			return refusal(delay, reason, "paced", maxWait, ctxFirst)
+			return refusal(refused{wait: delay, policy: policy, rate: limit, queued: queued,
+				maxWait: maxWait, waited: now.Sub(start), ctxFirst: ctxFirst})
 		}
-		if err := sleep(ctx, delay); err != nil {
-			rb.Cancel()
-			rg.Cancel()
-			return err
+		if delay > 0 {
+			b.queued.Add(1)
+			err := g.sleepTurn(ctx, w, delay)
+			b.queued.Add(-1)
+			if err != nil {
+				return err
+			}
 		}
-		// A pause may have begun while this request waited its turn.
+		if !g.claim(w) {
+			continue // the pace changed or a pause began: take a new turn
+		}
+		// A pause may have begun as this turn came (its turn could not be
+		// given back): wait it out and take another.
 		if g.pausedUntil(b, time.Now()) != nil {
 			continue
 		}
-		b.inflight.Add(1)
-		g.inflight.Add(1)
+		g.admitted(b)
 		return nil
 	}
+}
+
+func (g *governor) admitted(b *bucket) {
+	b.inflight.Add(1)
+	g.inflight.Add(1)
+}
+
+// reserve takes a turn on b and on the global bucket, and registers it so
+// that repace can give it back.
+func (g *governor) reserve(b *bucket, now time.Time) *waiter {
+	g.wmu.Lock()
+	defer g.wmu.Unlock()
+	rb, rg := b.lim.ReserveN(now, 1), g.global.ReserveN(now, 1)
+	w := &waiter{rb: rb, rg: rg, changed: g.changed}
+	if rb.OK() && rg.OK() {
+		w.timeToAct = now.Add(max(rb.DelayFrom(now), rg.DelayFrom(now)))
+	}
+	g.waiting = append(g.waiting, w)
+	return w
+}
+
+// sleepTurn waits until w's turn, until the pace changes (w's turn was then
+// given back), or until ctx ends (w's turn is given back).
+func (g *governor) sleepTurn(ctx context.Context, w *waiter, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-w.changed:
+		return nil
+	case <-ctx.Done():
+		g.cancel(w, time.Now())
+		return ctx.Err()
+	}
+}
+
+// claim takes w's turn for good; false when repace gave it back.
+func (g *governor) claim(w *waiter) bool {
+	g.wmu.Lock()
+	defer g.wmu.Unlock()
+	if w.cancelled {
+		return false
+	}
+	g.unregister(w)
+	return true
+}
+
+// cancel gives w's turn back, as far as the buckets allow.
+func (g *governor) cancel(w *waiter, now time.Time) {
+	g.wmu.Lock()
+	defer g.wmu.Unlock()
+	if w.cancelled {
+		return
+	}
+	w.rb.CancelAt(now)
+	w.rg.CancelAt(now)
+	w.cancelled = true
+	g.unregister(w)
+}
+
+func (g *governor) unregister(w *waiter) {
+	for i, o := range g.waiting {
+		if o == w {
+			g.waiting = append(g.waiting[:i], g.waiting[i+1:]...)
+			return
+		}
+	}
+}
+
+// repace applies change (a new pace, a pause) so that it holds for the
+// requests already waiting too: their turns are given back, latest first
+// (so each gives back exactly its token), change is applied, and they are
+// woken to take new turns under it. Turns already due are left: those
+// requests are on their way.
+func (g *governor) repace(change func()) {
+	g.wmu.Lock()
+	defer g.wmu.Unlock()
+	now := time.Now()
+	kept := g.waiting[:0]
+	for i := len(g.waiting) - 1; i >= 0; i-- {
+		w := g.waiting[i]
+		if !w.timeToAct.After(now) {
+			continue
+		}
+		w.rg.CancelAt(now)
+		w.rb.CancelAt(now)
+		w.cancelled = true
+	}
+	for _, w := range g.waiting {
+		if !w.cancelled {
+			kept = append(kept, w)
+		}
+	}
+	clear(g.waiting[len(kept):])
+	g.waiting = kept
+	change()
+	close(g.changed)
+	g.changed = make(chan struct{})
 }
 
 // pausedUntil is the pause holding ep now, the client's or the
@@ -250,39 +411,97 @@ func (g *governor) pausedUntil(b *bucket, now time.Time) *pause {
 	return held
 }
 
+// refused describes a request the limiter will not let out in time.
+type refused struct {
+	wait     time.Duration // how long it would have had to wait
+	pause    *pause        // the pause holding it, if that is why
+	policy   string        // the policy pacing it
+	rate     rate.Limit    // the pace
+	queued   int           // requests waiting ahead of it
+	maxWait  time.Duration // what was left of the call's allowance
+	waited   time.Duration // already waited in this Wait
+	ctxFirst bool          // the context's deadline came before the allowance ran out
+}
+
 // refusal is the error of a request the limiter will not let out in time:
 // within maxWait, or before the context's deadline when that comes first.
-func refusal(wait time.Duration, reason, what string, maxWait time.Duration, ctxFirst bool) *Error {
-	limit := fmt.Sprintf("WithRateLimitWait allows %v", maxWait.Round(time.Millisecond))
-	if ctxFirst {
-		limit = "the context's deadline comes first"
-	}
-	msg := "not sent: requests are " + what
-	if reason != "" {
-		msg += " (" + reason + ")"
-	}
-	msg += fmt.Sprintf(" for another %v; %s", wait.Round(time.Millisecond), limit)
+// It says why, for how long, what bounded the wait and, for a queue, how
+// deep it is and what allowance would have served it.
+func refusal(r refused) *Error {
+	var b strings.Builder
+	b.WriteString("not sent: ")
 	rl := noRateLimit()
-	rl.Reason = reason
-	return &Error{StatusCode: 429, Message: msg, RetryAfter: max(wait, 0), RateLimit: rl}
+	if p := r.pause; p != nil {
+		rl.Reason, rl.Policy = p.reason, p.policy
+		b.WriteString("paused ")
+		b.WriteString(p.cause)
+		if p.reason != "" || p.policy != "" {
+			b.WriteString(" (" + strings.TrimPrefix(p.reason+", "+p.policy, ", "))
+			b.WriteString(")")
+		}
+		fmt.Fprintf(&b, " for another %v", r.wait.Round(time.Millisecond))
+	} else {
+		rl.Policy = r.policy
+		fmt.Fprintf(&b, "paced")
+		if r.rate != rate.Inf && r.rate > 0 {
+			fmt.Fprintf(&b, " at %.3g a second", float64(r.rate))
+		}
+		if r.policy != "" {
+			b.WriteString(" (" + r.policy + ")")
+		}
+		if r.queued > 0 {
+			fmt.Fprintf(&b, ", %d requests queued ahead", r.queued)
+		}
+		fmt.Fprintf(&b, ": its turn comes in %v", r.wait.Round(time.Millisecond))
+	}
+	if r.ctxFirst {
+		b.WriteString("; the context's deadline comes first")
+	} else {
+		fmt.Fprintf(&b, "; WithRateLimitWait allows %v", r.maxWait.Round(time.Millisecond))
+		if r.waited >= time.Millisecond {
+			fmt.Fprintf(&b, " more after %v waited", r.waited.Round(time.Millisecond))
+		}
+		if r.pause == nil {
+			fmt.Fprintf(&b, " (%v would have served it)", (r.wait+r.waited).Round(100*time.Millisecond)+100*time.Millisecond)
+		}
+	}
+	return &Error{StatusCode: 429, Message: b.String(), RetryAfter: max(r.wait, 0), RateLimit: rl}
 }
 
 // Done implements RateLimiter.
 func (g *governor) Done(ep Endpoint, o Outcome) { g.done(g.bucket(ep), o) }
 
 func (g *governor) done(b *bucket, o Outcome) {
-	inflight := int(b.inflight.Add(-1))
-	g.inflight.Add(-1)
+	// A Done without its Wait (a caller of a shared limiter's own making)
+	// must not push the counts below zero: r minus a negative count would
+	// keep tokens the server says are gone.
+	inflight := int(decrement(&b.inflight))
+	decrement(&g.inflight)
 	if o.StatusCode == 0 {
 		return
 	}
 	now := time.Now()
 	rl := o.RateLimit
 	announced := g.learn(b, rl, inflight, now)
-	if o.StatusCode == 429 {
+	switch {
+	case o.StatusCode == 429:
 		g.throttled(b, o, announced, now)
-	} else if o.StatusCode < 400 {
-		b.recover(now)
+	case o.StatusCode < 400:
+		b.count(now)
+		b.recover(g, now)
+	}
+}
+
+// decrement lowers n by one, not below zero, and returns the new value.
+func decrement(n *atomic.Int32) int32 {
+	for {
+		v := n.Load()
+		if v <= 0 {
+			return 0
+		}
+		if n.CompareAndSwap(v, v-1) {
+			return v - 1
+		}
 	}
 }
 
@@ -297,21 +516,21 @@ func (g *governor) learn(b *bucket, rl RateLimit, inflight int, now time.Time) (
 			}
 			if p.isQuota() {
 				if !p.Beta && p.Remaining == 0 && p.Reset.After(now) {
-					g.pauseAll(p.Reset, p.Name)
+					g.pauseAll(&pause{until: p.Reset, policy: p.Name, cause: "until the quota resets: the server said none is left"})
 				}
 				continue
 			}
 			if !announced && p.Quota > 0 && p.Window > 0 {
-				b.setRate(float64(p.Quota)/p.Window.Seconds(), p.Name)
+				g.setRate(b, float64(p.Quota)/p.Window.Seconds(), p.Name)
 				announced = true
 			}
 			if p.Remaining >= 0 && !p.Beta {
-				b.spendTo(p.Remaining-inflight, now)
-				// Nothing left until a reset more than a second away: wait
-				// for it. A one-second window's "t=1" is rounded up and may
-				// be a millisecond away; the drained bucket paces that.
-				if p.Remaining == 0 && p.Reset.Sub(now) > time.Second {
-					b.pauseUntil(p.Reset, p.Name)
+				// r is the server's count of what is left in its window:
+				// none means none until t, whatever the bucket holds.
+				if p.Remaining == 0 && p.Reset.After(now) {
+					g.pauseEndpoint(b, &pause{until: p.Reset, policy: p.Name, cause: "until the window resets: the server said none are left"})
+				} else {
+					b.spendTo(p.Remaining-inflight, now)
 				}
 			}
 		}
@@ -319,9 +538,16 @@ func (g *governor) learn(b *bucket, rl RateLimit, inflight int, now time.Time) (
 	switch {
 	case rl.FillRate > 0 && rl.Interval > 0:
 		// Data Center: one bucket for all of this user's requests.
-		g.global.SetLimitAt(now, rate.Limit(float64(rl.FillRate)/rl.Interval.Seconds()))
+		r := rate.Limit(boundRate(float64(rl.FillRate) / rl.Interval.Seconds()))
+		burst := g.global.Burst()
 		if rl.Limit > 0 {
-			g.global.SetBurstAt(now, rl.Limit)
+			burst = min(rl.Limit, maxBurst)
+		}
+		if g.global.Limit() != r || g.global.Burst() != burst {
+			g.repace(func() {
+				g.global.SetLimitAt(now, r)
+				g.global.SetBurstAt(now, burst)
+			})
 		}
 		if rl.Remaining >= 0 {
 			spendTo(g.global, rl.Remaining-int(g.inflight.Load()), now)
@@ -329,7 +555,7 @@ func (g *governor) learn(b *bucket, rl RateLimit, inflight int, now time.Time) (
 		announced = true
 	case !announced && rl.Reason == "jira-burst-based" && rl.Limit > 0:
 		// On Cloud, X-RateLimit-Limit of a burst limit is per second.
-		b.setRate(float64(rl.Limit), rl.Reason)
+		g.setRate(b, float64(rl.Limit), rl.Reason)
 		announced = true
 	}
 	return announced
@@ -339,25 +565,24 @@ func (g *governor) learn(b *bucket, rl RateLimit, inflight int, now time.Time) (
 // the wait is over.
 func (g *governor) throttled(b *bucket, o Outcome, announced bool, now time.Time) {
 	rl := o.RateLimit
-	if quota429(rl, o.Wait) {
-		reason := rl.Reason
-		if reason == "" {
-			reason = "quota"
+	policy := ""
+	for _, p := range rl.Policies {
+		if !p.Beta && p.Remaining == 0 {
+			policy = p.Name
+			break
 		}
-		g.pauseAll(now.Add(o.Wait), reason)
+	}
+	wait := boundWait(o.Wait)
+	if quota429(rl, wait) {
+		g.pauseAll(&pause{until: now.Add(wait), reason: rl.Reason, policy: policy, cause: "after a 429"})
 		return
 	}
-	wait := o.Wait
 	if wait <= 0 {
 		wait = time.Second // burst limits are per second
 	}
-	reason := rl.Reason
-	if reason == "" {
-		reason = "429"
-	}
-	b.pauseUntil(now.Add(wait), reason)
+	g.pauseEndpoint(b, &pause{until: now.Add(wait), reason: rl.Reason, policy: policy, cause: "after a 429"})
 	if !announced {
-		b.cutRate(now)
+		g.cutRate(b, now)
 	}
 }
 
@@ -380,42 +605,67 @@ func quota429(rl RateLimit, wait time.Duration) bool {
 	return wait > shortWait
 }
 
-func (g *governor) pauseAll(until time.Time, reason string) {
-	setPause(&g.pause, until, reason)
+// pauseAll and pauseEndpoint start (or extend) a pause; requests already
+// waiting their turn wait it out, then take new turns.
+func (g *governor) pauseAll(p *pause) {
+	p.until = boundUntil(p.until)
+	if extends(&g.pause, p) {
+		g.repace(func() { setPause(&g.pause, p) })
+	}
 }
 
-func (b *bucket) pauseUntil(until time.Time, reason string) {
-	setPause(&b.pause, until, reason)
+func (g *governor) pauseEndpoint(b *bucket, p *pause) {
+	p.until = boundUntil(p.until)
+	if extends(&b.pause, p) {
+		g.repace(func() { setPause(&b.pause, p) })
+	}
 }
 
-// setPause extends a pause to until; a shorter one never cuts it short.
-func setPause(ptr *atomic.Pointer[pause], until time.Time, reason string) {
-	next := &pause{until: until, reason: reason}
+// extends reports whether p ends later than the pause in ptr.
+func extends(ptr *atomic.Pointer[pause], p *pause) bool {
+	cur := ptr.Load()
+	return cur == nil || p.until.After(cur.until)
+}
+
+// setPause extends a pause to p; a shorter one never cuts it short.
+func setPause(ptr *atomic.Pointer[pause], p *pause) {
 	for {
 		cur := ptr.Load()
-		if cur != nil && !until.After(cur.until) {
+		if cur != nil && !p.until.After(cur.until) {
 			return
 		}
-		if ptr.CompareAndSwap(cur, next) {
+		if ptr.CompareAndSwap(cur, p) {
 			return
 		}
 	}
 }
 
-// setRate paces the bucket for a limit of n requests a second.
-func (b *bucket) setRate(n float64, reason string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+// maxBurst bounds a bucket's burst, whatever a server announces.
+const maxBurst = 1 << 16
+
+// setRate paces b for a limit of n requests a second.
+func (g *governor) setRate(b *bucket, n float64, policy string) {
+	n = boundRate(n)
 	r := paceRate(n)
-	if b.learned && b.lim.Limit() == r && !b.cut.Load() {
+	b.mu.Lock()
+	same := b.learned && b.lim.Limit() == r && !b.cut.Load()
+	b.mu.Unlock()
+	if same {
 		return
 	}
-	// Limit first: coming from no limit, the bucket starts with one token,
-	// not full: what was sent before the limit was known counts already.
-	b.lim.SetLimit(r)
-	b.lim.SetBurst(paceBurst(n))
-	b.learned, b.ceiling, b.reason = true, r, reason
-	b.cut.Store(false)
+	g.repace(func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		// Limit first: coming from no limit, the bucket starts with one
+		// token, not full: what was sent before the limit was known
+		// counts already.
+		b.lim.SetLimit(r)
+		b.lim.SetBurst(min(paceBurst(n), maxBurst))
+		b.learned, b.ceiling, b.policy, b.limit = true, r, policy, n
+		b.cut.Store(false)
+		b.known.Store(true)
+		b.storePace()
+	})
 }
 
 // spendTo drops tokens the server says are not there: at most left remain.
@@ -430,47 +680,111 @@ func spendTo(lim *rate.Limiter, left int, now time.Time) {
 	}
 }
 
-// cutRate lowers the rate after a 429 that announced none: to 70 % of what
-// it was, or of what was sent in the last second when nothing paced it.
-func (b *bucket) cutRate(now time.Time) {
+// count records a 2xx answer, so that a 429 that announces no limit can be
+// met with the rate the server was serving.
+func (b *bucket) count(now time.Time) {
+	tenth := now.UnixMilli() / 100
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	s := &b.served[tenth%int64(len(b.served))]
+	if s.tenth != tenth {
+		s.tenth, s.n = tenth, 0
+	}
+	s.n++
+}
+
+// servedLastSecond is how many 2xx answers came in the second before now.
+// Callers hold b.mu.
+func (b *bucket) servedLastSecond(now time.Time) int {
+	tenth, n := now.UnixMilli()/100, 0
+	for _, s := range b.served {
+		if tenth-s.tenth < int64(len(b.served)) {
+			n += s.n
+		}
+	}
+	return n
+}
+
+// cutRate lowers the rate after a 429 that announced no limit: to the pace
+// for what the server served in the second before it (its limit, most
+// likely), and never above 90 % of the pace it had.
+func (g *governor) cutRate(b *bucket, now time.Time) {
+	b.mu.Lock()
+	if now.Sub(b.lastCut) < time.Second {
+		b.mu.Unlock()
+		return // one cut per burst of 429s
+	}
 	cur := b.lim.Limit()
 	if cur == rate.Inf {
 		cur = rate.Limit(cloudDefaultRate)
 	}
-	if now.Sub(b.lastCut) < time.Second {
-		return // one cut per burst of 429s
+	next := cur * 0.9
+	if n := b.servedLastSecond(now); n > 0 {
+		next = min(next, paceRate(float64(n)))
 	}
-	next := max(cur*0.7, 1)
+	next = max(next, rate.Limit(minRate))
 	if !b.cut.Load() {
 		b.ceiling = b.lim.Limit()
 	}
-	b.lim.SetLimitAt(now, next)
-	b.lim.SetBurstAt(now, max(1, int(float64(next)*0.15)))
 	b.lastCut = now
-	b.cut.Store(true)
+	b.mu.Unlock()
+	g.repace(func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		b.lim.SetLimitAt(now, next)
+		b.lim.SetBurstAt(now, paceBurst(float64(next)))
+		b.cut.Store(true)
+		b.known.Store(true)
+		b.storePace()
+	})
 }
 
-// recover raises a cut rate by a tenth every 5 seconds without a 429, up
-// to what it was.
-func (b *bucket) recover(now time.Time) {
+// recover raises a cut rate by a twentieth every 10 seconds without a 429,
+// up to what it was: a limit may have risen, but probing it costs a 429.
+func (b *bucket) recover(g *governor, now time.Time) {
 	if !b.cut.Load() {
 		return
 	}
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	if !b.cut.Load() || now.Sub(b.lastCut) < 5*time.Second {
+	if !b.cut.Load() || now.Sub(b.lastCut) < 10*time.Second {
+		b.mu.Unlock()
 		return
 	}
-	next := b.lim.Limit() * 1.1
-	if next >= b.ceiling {
+	next := b.lim.Limit() * 1.05
+	done := next >= b.ceiling
+	if done {
 		next = b.ceiling
-		b.cut.Store(false)
-	}
-	b.lim.SetLimitAt(now, next)
-	if next != rate.Inf {
-		b.lim.SetBurstAt(now, max(1, int(float64(next)*0.15)))
 	}
 	b.lastCut = now
+	b.mu.Unlock()
+	g.repace(func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		b.lim.SetLimitAt(now, next)
+		if next != rate.Inf {
+			b.lim.SetBurstAt(now, paceBurst(float64(next)))
+		}
+		if done {
+			b.cut.Store(false)
+		}
+		b.storePace()
+	})
 }
+
+// knownPace is the pace of b, requests a second, and whether it comes from
+// what the server said (an announced policy, a 429's limit or what was
+// served before a 429, Data Center's fill rate) rather than from a
+// documented default or nothing.
+func (g *governor) knownPace(b *bucket) (float64, bool) {
+	if r := g.global.Limit(); r != rate.Inf {
+		return min(float64(r), b.pace()), true
+	}
+	return b.pace(), b.known.Load()
+}
+
+// storePace publishes the bucket's pace for slotLimit. Callers hold b.mu
+// or own b.
+func (b *bucket) storePace() { b.paced.Store(int64(math.Float64bits(float64(b.lim.Limit())))) }
+
+// pace is the bucket's current pace, requests a second (rate.Inf: none).
+func (b *bucket) pace() float64 { return math.Float64frombits(uint64(b.paced.Load())) }

@@ -2,7 +2,12 @@ package servicedesk
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,8 +22,11 @@ func TestPacingStaysBelowTheLimit(t *testing.T) {
 		r, b := float64(paceRate(n)), float64(paceBurst(n))
 		assert.GreaterOrEqual(t, b, 1.0, "n=%v", n)
 		if n >= 10 {
-			assert.Less(t, r+b, n, "n=%v: one window never holds the whole limit", n)
+			assert.LessOrEqual(t, r+b, n-1, "n=%v: one window holds a request less than the limit", n)
 			assert.GreaterOrEqual(t, r, 0.8*n, "n=%v", n)
+			if n >= 20 {
+				assert.GreaterOrEqual(t, r, 0.9*n, "n=%v: close to the limit", n)
+			}
 		} else {
 			// Below 2 a second the bucket holds one token and refills it
 			// in 1/r ≥ 1 s: one request a window at most.
@@ -56,8 +64,9 @@ func TestQuota429(t *testing.T) {
 }
 
 // TestUnannouncedBurstCutsThenRecovers: a 429 that says nothing of the
-// limit lowers the endpoint's rate; 2xx answers bring it back, slowly, to
-// where it was.
+// limit lowers the endpoint's rate to the pace for what was served in the
+// second before it (at most 90 % of what it was); 2xx answers bring it
+// back, slowly, to where it was.
 func TestUnannouncedBurstCutsThenRecovers(t *testing.T) {
 	t.Parallel()
 	g := NewRateLimiter(RateLimiterConfig{Cloud: true}).(*governor)
@@ -67,21 +76,34 @@ func TestUnannouncedBurstCutsThenRecovers(t *testing.T) {
 	assert.Equal(t, paceRate(cloudDefaultRate), start)
 
 	none := RateLimit{Limit: -1, Remaining: -1, FillRate: -1, RetryAfter: -1}
+	for i := 0; i < 30; i++ { // 30 served in the last second: the limit, most likely
+		g.admitted(b)
+		g.Done(ep, Outcome{StatusCode: 204, RateLimit: none})
+	}
+	g.admitted(b)
 	g.Done(ep, Outcome{StatusCode: 429, RateLimit: none})
 	cut := b.lim.Limit()
-	assert.InDelta(t, float64(start)*0.7, float64(cut), 0.01)
+	assert.Equal(t, paceRate(30), cut)
+	assert.Equal(t, float64(cut), b.pace(), "published for the in-flight bound")
 	p := b.pause.Load()
 	require.NotNil(t, p, "paused a second, burst limits being per second")
-	assert.Equal(t, "429", p.reason)
+	assert.Equal(t, "after a 429", p.cause)
+	assert.Empty(t, p.reason, "the 429 named none")
 
 	// A second 429 of the same burst does not cut again.
 	g.Done(ep, Outcome{StatusCode: 429, RateLimit: none})
 	assert.Equal(t, cut, b.lim.Limit())
 
-	// Recovery: 10 % every 5 s without a 429, up to the start.
+	// Nothing served before it: 90 % of the pace.
+	b2 := g.bucket(Endpoint{Method: http.MethodDelete, Path: deskCustomersTemplate})
+	before := b2.lim.Limit()
+	g.done(b2, Outcome{StatusCode: 429, RateLimit: none})
+	assert.InDelta(t, float64(before)*0.9, float64(b2.lim.Limit()), 0.001)
+
+	// Recovery: 5 % every 10 s without a 429, up to the start.
 	now := time.Now()
-	for i := 1; i <= 10; i++ {
-		b.recover(now.Add(time.Duration(i) * 6 * time.Second))
+	for i := 1; i <= 40; i++ {
+		b.recover(g, now.Add(time.Duration(i)*11*time.Second))
 	}
 	assert.Equal(t, start, b.lim.Limit())
 	assert.False(t, b.cut.Load())
@@ -126,4 +148,233 @@ func TestParseStructuredList(t *testing.T) {
 	assert.Equal(t, 5, n)
 	_, ok = items[3].int("zz")
 	assert.False(t, ok)
+}
+
+// TestServerNumbersAreBounded: no wait, pause or pace a server sends can
+// stop the client for good: t= and w= are capped at 24 h, X-RateLimit-Reset
+// too, and a pace is never slower than one request a minute.
+func TestServerNumbersAreBounded(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	h := http.Header{
+		"Ratelimit-Policy":             {`"jira-burst-based";q=1;w=1000000000`},
+		"Ratelimit":                    {`"jira-burst-based";r=0;t=1000000000, "global-app-quota";r=0;t=99999999999999999999`},
+		"X-Ratelimit-Reset":            {"2999-01-01T00:00:00Z"},
+		"X-Ratelimit-Fillrate":         {"1"},
+		"X-Ratelimit-Interval-Seconds": {"1000000000"},
+		"Retry-After":                  {"1000000000"},
+	}
+	rl, ok := rateLimitOf(h, now)
+	require.True(t, ok)
+	day := now.Add(maxServerWait + time.Second)
+	assert.False(t, rl.Reset.After(day))
+	assert.LessOrEqual(t, rl.Interval, maxServerWait)
+	assert.LessOrEqual(t, rl.RetryAfter, maxServerWait)
+	for _, p := range rl.Policies {
+		assert.LessOrEqual(t, p.Window, maxServerWait, p.Name)
+		assert.False(t, p.Reset.After(day), p.Name)
+	}
+
+	g := NewRateLimiter(RateLimiterConfig{}).(*governor)
+	ep := Endpoint{Method: http.MethodPost, Path: deskCustomersTemplate}
+	b := g.bucket(ep)
+	g.admitted(b)
+	g.Done(ep, Outcome{StatusCode: 429, RateLimit: rl, Wait: 1000 * time.Hour})
+	for _, p := range []*pause{g.pause.Load(), b.pause.Load()} {
+		if p != nil {
+			assert.False(t, p.until.After(day), "a pause of at most a day")
+		}
+	}
+	assert.GreaterOrEqual(t, float64(g.global.Limit()), minRate, "Data Center's fill rate has a floor")
+	assert.GreaterOrEqual(t, float64(b.lim.Limit()), minRate, "the burst policy's rate has a floor")
+	assert.GreaterOrEqual(t, float64(paceRate(boundRate(1e-30))), minRate)
+}
+
+// TestLongPolicyHeadersAreReadWithinABound: a megabyte of distinct policy
+// names costs what a few kilobytes do: only the first maxParsed bytes and
+// maxPolicies policies are read (net/http accepts a 10 MB header, and
+// merging it whole took 29 s of CPU).
+func TestLongPolicyHeadersAreReadWithinABound(t *testing.T) { // not parallel: AllocsPerRun
+	long := func(n int) http.Header {
+		var b strings.Builder
+		for i := 0; b.Len() < n; i++ {
+			fmt.Fprintf(&b, `"p%d";q=10;w=1, `, i)
+		}
+		b.WriteString(`"jira-burst-based";q=50;w=1`)
+		return http.Header{"Ratelimit-Policy": {b.String()}, "Ratelimit": {b.String()}}
+	}
+	small, big := long(8<<10), long(1<<20)
+	ps := policiesOf(big, time.Now())
+	assert.Len(t, ps, maxPolicies)
+	for _, p := range ps {
+		assert.NotEqual(t, "jira-burst-based", p.Name, "what comes after the bound is not read")
+	}
+	allocs := func(h http.Header) float64 {
+		return testing.AllocsPerRun(5, func() { policiesOf(h, time.Now()) })
+	}
+	assert.Equal(t, allocs(small), allocs(big), "the same work for 8 KiB and 1 MiB")
+
+	items := parseStructuredList([]string{strings.Repeat("x", maxParsed-5) + `, "a";q=123456789`})
+	for _, it := range items {
+		assert.NotEqual(t, "a", it.name, "a member cut in two by the bound is dropped, not misread")
+	}
+}
+
+// TestBucketsAreBounded: however many endpoints Client.Do names, the
+// governor keeps at most maxBuckets apart; the rest share one per method.
+func TestBucketsAreBounded(t *testing.T) {
+	t.Parallel()
+	g := NewRateLimiter(RateLimiterConfig{}).(*governor)
+	for i := 0; i < 3*maxBuckets; i++ {
+		ep := Endpoint{Method: http.MethodGet, Path: fmt.Sprintf("/rest/api/3/issue/key%d", i)}
+		require.NoError(t, g.Wait(context.Background(), ep, time.Minute))
+		g.Done(ep, Outcome{StatusCode: 200, RateLimit: noRateLimit()})
+	}
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	assert.LessOrEqual(t, len(g.buckets), maxBuckets+1)
+}
+
+// TestSlotLimitFollowsPaceAndLatency: while the server has not told an
+// endpoint's pace, the bound probes: it starts at the default, grows by
+// one a round trip while calls wait for slots and answers are 2xx, and
+// falls by a quarter on a 429. Once the pace is known, the bound is what
+// that pace needs at the latency observed.
+func TestSlotLimitFollowsPaceAndLatency(t *testing.T) {
+	t.Parallel()
+	c, err := NewClient("https://x.atlassian.net")
+	require.NoError(t, err)
+	g := c.limiter.(*governor)
+	add := g.bucket(Endpoint{Method: "POST", Path: deskCustomersTemplate})
+	assert.Equal(t, DefaultMaxInFlight, c.slotLimit(add), "Cloud's documented pace is not the server's word: probe from the default")
+
+	const rtt = 250 * time.Millisecond
+	c.conc.observe(rtt, 204, false)
+	c.conc.grown.Add(-int64(rtt))
+	c.conc.observe(rtt, 204, false)
+	assert.Equal(t, DefaultMaxInFlight, c.slotLimit(add), "no call waited for a slot: no reason to grow")
+	for round := 0; round < 4; round++ {
+		c.conc.grown.Add(-int64(rtt)) // a round trip ago
+		for i := 0; i < c.slotLimit(add); i++ {
+			c.conc.observe(rtt, 204, true)
+		}
+	}
+	assert.Equal(t, DefaultMaxInFlight+4, c.slotLimit(add), "one more a round trip")
+	c.conc.observe(rtt, 429, true)
+	assert.Equal(t, 9, c.slotLimit(add), "a quarter less after a 429")
+
+	g.setRate(add, 50, "jira-burst-based") // the server's word: paced at 47 a second
+	assert.Equal(t, 19, c.slotLimit(add), "47/s × 0.25 s × 1.5, and one")
+	for i := 0; i < 100; i++ {
+		c.conc.observe(10*time.Second, 204, true)
+	}
+	assert.Equal(t, maxAutoInFlight, c.slotLimit(add), "capped")
+
+	fixed, err := NewClient("https://x.atlassian.net", WithMaxInFlight(3))
+	require.NoError(t, err)
+	fixed.conc.observe(rtt, 204, true)
+	fb := fixed.limiter.(*governor).bucket(Endpoint{Method: "POST", Path: deskCustomersTemplate})
+	fixed.limiter.(*governor).setRate(fb, 50, "jira-burst-based")
+	assert.Equal(t, 3, fixed.slotLimit(fb))
+}
+
+// TestWaitingTurnsArePacedAgain: requests waiting their turn when the pace
+// drops wait at the new pace, not at the one their turns were taken at.
+// Forty turns taken at 100 a second would all go within half a second.
+func TestWaitingTurnsArePacedAgain(t *testing.T) {
+	t.Parallel()
+	ep := Endpoint{Method: http.MethodPost, Path: deskCustomersTemplate}
+	g := NewRateLimiter(RateLimiterConfig{Rates: map[Endpoint]float64{ep: 100}}).(*governor)
+	b := g.bucket(ep)
+	start := time.Now()
+	var mu sync.Mutex
+	var admitted []time.Duration
+	var wg sync.WaitGroup
+	for i := 0; i < 40; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if g.Wait(ctx, ep, time.Minute) == nil {
+				mu.Lock()
+				admitted = append(admitted, time.Since(start))
+				mu.Unlock()
+			}
+		}()
+	}
+	require.Eventually(t, func() bool { return b.queued.Load() > 30 }, 5*time.Second, time.Millisecond, "turns taken")
+	g.setRate(b, 10, "jira-burst-based") // paced at 8 a second
+	time.Sleep(600 * time.Millisecond)
+	mu.Lock()
+	early := 0
+	for _, d := range admitted {
+		if d < 600*time.Millisecond {
+			early++
+		}
+	}
+	mu.Unlock()
+	assert.Less(t, early, 20, "admitted in the first 600 ms: at most a few before the change, then 8 a second")
+	g.repace(func() { b.lim.SetLimit(rate.Inf) }) // let the rest go
+	wg.Wait()
+}
+
+// TestInFlightCountsDoNotDrift: whatever a workload does (429s, retries,
+// refusals, cancelled contexts), the governor's and the client's counts of
+// requests in flight are back at zero when it is over; a Done without its
+// Wait does not push them below zero (r minus a negative count would keep
+// tokens the server says are gone).
+func TestInFlightCountsDoNotDrift(t *testing.T) {
+	t.Parallel()
+	ep := Endpoint{Method: http.MethodPost, Path: deskCustomersTemplate}
+	g := NewRateLimiter(RateLimiterConfig{}).(*governor)
+	g.Done(ep, Outcome{StatusCode: 204, RateLimit: noRateLimit()})
+	assert.Zero(t, g.inflight.Load())
+	assert.Zero(t, g.bucket(ep).inflight.Load())
+
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch n.Add(1) % 4 {
+		case 0:
+			w.Header().Set("Retry-After", "0")
+			w.Header().Set("RateLimit-Reason", "jira-burst-based")
+			w.WriteHeader(http.StatusTooManyRequests)
+		case 1:
+			w.WriteHeader(http.StatusServiceUnavailable)
+		default:
+			time.Sleep(time.Millisecond)
+			w.WriteHeader(http.StatusNoContent)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	c, err := NewClient(srv.URL, WithRetryWait(time.Millisecond, 2*time.Millisecond), WithRateLimitWait(200*time.Millisecond))
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	for i := 0; i < 32; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 10; j++ {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Duration(1+(i*j)%40)*time.Millisecond)
+				_ = c.Customers.Add(ctx, "1", CustomerIDs{AccountIDs: []string{"a"}})
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	cg := c.limiter.(*governor)
+	assert.Zero(t, cg.inflight.Load(), "the governor's count")
+	cg.mu.RLock()
+	for ep, b := range cg.buckets {
+		assert.Zero(t, b.inflight.Load(), "%v", ep)
+		assert.Zero(t, b.queued.Load(), "%v", ep)
+	}
+	cg.mu.RUnlock()
+	assert.False(t, c.slots.starved())
+	c.slots.mu.Lock()
+	assert.Zero(t, c.slots.used, "the client's slots")
+	c.slots.mu.Unlock()
+	cg.wmu.Lock()
+	assert.Empty(t, cg.waiting, "turns left registered")
+	cg.wmu.Unlock()
 }

@@ -17,6 +17,13 @@ import (
 // the iterator runs), possibly for several calls at once: they must be
 // quick and safe for concurrent use. They never see credentials, request
 // bodies or queries.
+//
+// A hook that panics panics the call: the panic reaches the caller of the
+// operation (with WithPrefetch, the goroutine walking the pages, where
+// it can be recovered), after the client has given back what the call
+// held: its slot on the wire, its turn with the rate limiter, the
+// answer's body. The client goes on working. The same holds for
+// [WithRateLimitHook] and a [RateLimiter]'s Done.
 type Hooks struct {
 	// CallStart runs when a call begins, before the rate limiter is asked.
 	// The context it returns (ctx, or one derived from it) is the call's
@@ -60,7 +67,10 @@ type AttemptInfo struct {
 	// without the URL's query.
 	Err   error
 	Class ErrorClass // what the attempt ended in
-	Retry bool       // another attempt follows
+	// Retry says another attempt follows: the hook runs once that is
+	// certain (after the wait, with the rate limiter's turn taken), so it
+	// is false when the limiter or the context ended the call instead.
+	Retry bool
 }
 
 // CallResult is how a call ended.
@@ -69,8 +79,9 @@ type CallResult struct {
 	Attempts   int           // requests sent; 0 when the rate limiter refused the call, or input was bad
 	StatusCode int           // of the last answer; 0 when none came
 	Duration   time.Duration // the whole call: attempts, waits and reading the answer
-	// Waited is how long the call waited for the rate limiter and free
-	// slots, in all: the time it was paced or paused.
+	// Waited is how long the call waited, in all: for the rate limiter
+	// and free slots (the time it was paced or paused), and between
+	// attempts (backoff, a 429's Retry-After).
 	Waited    time.Duration
 	RequestID string // of the last answer
 	Err       error  // what the call returns
@@ -168,27 +179,27 @@ func (cl *call) reportRateLimit(rl RateLimit) {
 func (cl *call) attemptEnded(resp *http.Response, err error, now time.Time, retry bool) {
 	l, hook := cl.c.logger, cl.c.hooks.Attempt
 	if l == nil && hook == nil {
-		cl.waitedSince = 0
 		return
 	}
 	a := AttemptInfo{
 		CallInfo:  cl.info(),
 		Attempt:   cl.n,
 		Duration:  now.Sub(cl.attemptStart),
-		Waited:    cl.waitedSince,
+		Waited:    cl.attemptWaited,
 		RateLimit: cl.rl,
 		Retry:     retry,
 	}
-	cl.waitedSince = 0
 	if resp != nil {
-		a.StatusCode, a.RequestID, a.Class = resp.StatusCode, get(resp.Header, hRequestID), classOfStatus(resp.StatusCode)
+		a.StatusCode, a.RequestID, a.Class = resp.StatusCode, redact(cl.c.auth, get(resp.Header, hRequestID)), classOfStatus(resp.StatusCode)
 	} else {
-		a.Err, a.Class = &redactedError{msg: cl.c.errorText(err), err: err}, ClassOf(err)
+		// Without the *url.Error, whose text and URL hold the query.
+		inner := stripURLError(err)
+		a.Err, a.Class = &redactedError{msg: cl.c.errorText(inner), err: inner}, ClassOf(err)
 	}
 	if hook != nil {
-		hook(cl, a)
+		hook(cl.ctx, a)
 	}
-	if l == nil || !l.Enabled(cl, slog.LevelDebug) {
+	if l == nil || !l.Enabled(cl.ctx, slog.LevelDebug) {
 		return
 	}
 	attrs := []slog.Attr{
@@ -213,14 +224,14 @@ func (cl *call) attemptEnded(resp *http.Response, err error, now time.Time, retr
 	if a.Err != nil {
 		attrs = append(attrs, slog.String("error", a.Err.Error()))
 	}
-	l.LogAttrs(cl, slog.LevelDebug, "servicedesk: attempt", attrs...)
+	l.LogAttrs(cl.ctx, slog.LevelDebug, "servicedesk: attempt", attrs...)
 }
 
 // logRetry logs a retry at Warn level: something went wrong, and the
 // client is dealing with it.
 func (cl *call) logRetry(reason string, wait time.Duration) {
 	if l := cl.c.logger; l != nil {
-		l.LogAttrs(cl, slog.LevelWarn, "servicedesk: retrying",
+		l.LogAttrs(cl.ctx, slog.LevelWarn, "servicedesk: retrying",
 			slog.String("op", cl.r.op),
 			slog.String("method", cl.r.method),
 			slog.String("path", cl.r.url.EscapedPath()),
@@ -250,10 +261,10 @@ func (cl *call) finish(err error) {
 		if errors.As(err, &apiErr) && apiErr.RetryAfter > 0 {
 			attrs = append(attrs, slog.Duration("retry_after", apiErr.RetryAfter))
 		}
-		l.LogAttrs(cl, slog.LevelError, "servicedesk: gave up", attrs...)
+		l.LogAttrs(cl.ctx, slog.LevelError, "servicedesk: gave up", attrs...)
 	}
 	if hook := cl.c.hooks.CallEnd; hook != nil {
-		hook(cl, CallResult{
+		hook(cl.ctx, CallResult{
 			CallInfo:   cl.info(),
 			Attempts:   cl.n,
 			StatusCode: cl.status,

@@ -25,15 +25,22 @@ var AtlassianEndpoint = oauth2.Endpoint{
 	AuthStyle: oauth2.AuthStyleInParams,
 }
 
-// OAuth 2.0 scopes of the Customer API. The classic scope covers all four
-// operations; with granular scopes each operation needs the ones listed:
+// OAuth 2.0 scopes of the Customer API. The classic scope
+// ScopeManageCustomers covers every customer operation; with granular scopes
+// each operation needs the ones listed. FindByEmail (and Ensure, which calls
+// it) goes through Jira's user search, whose classic scope is
+// ScopeReadJiraUser:
 //
-//	Create: ScopeReadCustomer, ScopeWriteCustomer, ScopeReadUser
-//	List:   ScopeReadDeskCustomer, ScopeReadUser
-//	Add:    ScopeReadDeskCustomer, ScopeWriteDeskCustomer
-//	Remove: ScopeReadDeskCustomer, ScopeDeleteDeskCustomer
+//	Create:                 ScopeReadCustomer, ScopeWriteCustomer, ScopeReadUser
+//	List:                   ScopeReadDeskCustomer, ScopeReadUser
+//	Add:                    ScopeReadDeskCustomer, ScopeWriteDeskCustomer
+//	Remove:                 ScopeReadDeskCustomer, ScopeDeleteDeskCustomer
+//	RevokePortalOnlyAccess: ScopeWriteCustomer (a beta scope at Atlassian)
+//	FindByEmail:            ScopeReadUser (classic: ScopeReadJiraUser)
+//	Ensure:                 those of Create, FindByEmail and Add
 const (
 	ScopeManageCustomers    = "manage:servicedesk-customer" // classic (recommended)
+	ScopeReadJiraUser       = "read:jira-user"              // classic: Jira's user search
 	ScopeReadCustomer       = "read:customer:jira-service-management"
 	ScopeWriteCustomer      = "write:customer:jira-service-management"
 	ScopeReadUser           = "read:user:jira"
@@ -50,21 +57,53 @@ type needs struct {
 	permission string
 	granular   []string
 	connect    string // Connect app scope
+	classic    string // classic OAuth 2.0 scope; "" is ScopeManageCustomers
 }
 
 // connectInaccessible is the Connect scope of operations no Connect app may call.
 const connectInaccessible = "INACCESSIBLE"
 
-func (n needs) String() string {
-	return "needs " + n.permission + "; OAuth 2.0 scope " + ScopeManageCustomers +
-		" (granular: " + strings.Join(n.granular, ", ") + "); Connect scope " + n.connect
+// forAuth says what the operation needs in the terms of the way the client
+// authenticates: the Jira permission always; the OAuth 2.0 scopes for an
+// OAuth 2.0 token (WithTokenSource, or a bearer token on Cloud); the
+// Connect scope for a Connect app (its JWT, or a token acting as a user).
+// An API token, a password or a Data Center personal access token has no
+// scopes: it can do what its user may.
+func (n needs) forAuth(a authenticator, cloud bool) string {
+	s := "needs " + n.permission
+	classic := n.classic
+	if classic == "" {
+		classic = ScopeManageCustomers
+	}
+	oauth := "; OAuth 2.0 scope " + classic + " (granular: " + strings.Join(n.granular, ", ") + ")"
+	switch a := a.(type) {
+	case *connectAuth:
+		s += "; Connect scope " + n.connect
+	case *tokenSourceAuth:
+		if _, actAsUser := a.ts.(connectUserTokens); actAsUser {
+			s += " (the user's); the app's Connect scope " + n.connect
+		} else {
+			s += oauth
+		}
+	case staticAuth:
+		if cloud && strings.HasPrefix(a.header, "Bearer ") {
+			s += oauth
+		}
+	}
+	return s
 }
 
 var (
-	needsCreate = needs{"create customers", "the Jira Administrator global permission", []string{ScopeReadCustomer, ScopeWriteCustomer, ScopeReadUser}, "ADMIN"}
-	needsList   = needs{"list customers", "permission to view the service desk's customers", []string{ScopeReadDeskCustomer, ScopeReadUser}, "READ"}
-	needsAdd    = needs{"add customers", "the service desk administrator permission", []string{ScopeReadDeskCustomer, ScopeWriteDeskCustomer}, "WRITE"}
-	needsRemove = needs{"remove customers", "the service desk administrator permission", []string{ScopeReadDeskCustomer, ScopeDeleteDeskCustomer}, connectInaccessible}
+	needsCreate = needs{action: "create customers", permission: "the Jira Administrator global permission", granular: []string{ScopeReadCustomer, ScopeWriteCustomer, ScopeReadUser}, connect: "ADMIN"}
+	needsList   = needs{action: "list customers", permission: "permission to view the service desk's customers", granular: []string{ScopeReadDeskCustomer, ScopeReadUser}, connect: "READ"}
+	needsAdd    = needs{action: "add customers", permission: "the service desk administrator permission", granular: []string{ScopeReadDeskCustomer, ScopeWriteDeskCustomer}, connect: "WRITE"}
+	needsRemove = needs{action: "remove customers", permission: "the service desk administrator permission", granular: []string{ScopeReadDeskCustomer, ScopeDeleteDeskCustomer}, connect: connectInaccessible}
+	// Revoking portal-only access: Atlassian's current Customer API
+	// (revokePortalOnlyAccessForUser); its granular scope is in beta.
+	needsRevoke = needs{action: "revoke portal-only access", permission: "site administration (membership of site-admins)", granular: []string{ScopeWriteCustomer}, connect: connectInaccessible}
+	// Jira's user search, which FindByEmail uses: without the permission
+	// Jira answers an empty list, not a 403.
+	needsUserSearch = needs{action: "search users", permission: "the Browse users and groups global permission", granular: []string{ScopeReadUser}, connect: "READ", classic: ScopeReadJiraUser}
 )
 
 // AccessibleResourcesURL is where [AccessibleResources] asks by default.
@@ -188,8 +227,13 @@ func ConnectUserTokenSource(cfg ConnectUserConfig) (oauth2.TokenSource, error) {
 	}
 	cfg.Scopes = append([]string(nil), cfg.Scopes...)
 	// Renew a minute early, so a token is never sent as it expires.
-	return oauth2.ReuseTokenSourceWithExpiry(nil, &connectUserSource{cfg: cfg, client: c, tokenURL: u}, time.Minute), nil
+	return connectUserTokens{oauth2.ReuseTokenSourceWithExpiry(nil, &connectUserSource{cfg: cfg, client: c, tokenURL: u}, time.Minute)}, nil
 }
+
+// connectUserTokens is the token source ConnectUserTokenSource returns: a
+// client using it authenticates as a Connect app acting as a user, which
+// the advice of its errors knows.
+type connectUserTokens struct{ oauth2.TokenSource }
 
 // secretOnly is the authenticator of a request whose credential is in its
 // body: it adds no header, and redacts the secret.
@@ -213,7 +257,7 @@ const connectAuthServer = "https://oauth-2-authorization-server.services.atlassi
 // context.
 const grantTimeout = 30 * time.Second
 
-var formValue = []string{"application/x-www-form-urlencoded"}
+const formContentType = "application/x-www-form-urlencoded"
 
 func (s *connectUserSource) Token() (*oauth2.Token, error) {
 	s.mu.Lock()
@@ -241,7 +285,7 @@ func (s *connectUserSource) Token() (*oauth2.Token, error) {
 	defer cancel()
 	// A grant may be repeated: a second one only issues another token.
 	r := &request{op: "ConnectUserTokenSource", method: http.MethodPost, url: s.tokenURL,
-		body: []byte(form.Encode()), contentType: formValue, expect: '{', idempotent: true,
+		body: []byte(form.Encode()), contentType: formContentType, expect: '{', idempotent: true,
 		endpoint: Endpoint{Method: http.MethodPost, Path: s.tokenURL.EscapedPath()}}
 	var body struct {
 		AccessToken string         `json:"access_token"`

@@ -18,9 +18,16 @@ const (
 )
 
 // DefaultMaxInFlight is how many requests a Client has on the wire at once
-// unless [WithMaxInFlight] says otherwise: Atlassian asks apps to keep to
-// 5–10.
+// unless [WithMaxInFlight] says otherwise, while nothing is known of the
+// endpoint's rate limit: Atlassian asks apps to keep to 5–10. Once the
+// client paces an endpoint, the bound grows with the latency it observes,
+// to what that pace needs (up to 64), so that a slow server does not hold
+// a bulk job below the limit.
 const DefaultMaxInFlight = 8
+
+// DefaultRateLimitWait is how long a call may wait on rate limits unless
+// [WithRateLimitWait] says otherwise.
+const DefaultRateLimitWait = 30 * time.Second
 
 // An Option configures a [Client] in [NewClient]. Options check their input;
 // an invalid one makes NewClient fail with an error wrapping [ErrInvalidInput].
@@ -53,14 +60,13 @@ type config struct {
 	hooks        Hooks
 }
 
-// rateLimitWait is the longest a call waits for the rate limiter or a
-// server's Retry-After: WithRateLimitWait's, else the retry policy's
-// longest wait.
+// rateLimitWait is the longest a call waits on rate limits:
+// WithRateLimitWait's, else DefaultRateLimitWait.
 func (c *config) rateLimitWait() time.Duration {
 	if c.limitWait != nil {
 		return *c.limitWait
 	}
-	return c.retryWaitMax
+	return DefaultRateLimitWait
 }
 
 // attemptTimeout is what bounds each attempt: WithTimeout's, else the
@@ -81,7 +87,6 @@ func defaultConfig() config {
 		retryWaitMin: DefaultRetryWaitMin,
 		retryWaitMax: DefaultRetryWaitMax,
 		userAgent:    defaultUserAgent,
-		maxInFlight:  DefaultMaxInFlight,
 	}
 }
 
@@ -199,7 +204,8 @@ func WithMaxRetries(n int) Option {
 
 // WithRetryWait sets the bounds of the exponential backoff between attempts
 // (defaults [DefaultRetryWaitMin] and [DefaultRetryWaitMax]). A server's
-// Retry-After is honoured even when it is longer than max.
+// Retry-After is honoured even when it is longer than max: how long a call
+// may wait on rate limits is [WithRateLimitWait]'s to say, not this.
 func WithRetryWait(min, max time.Duration) Option {
 	return optionFunc(func(c *config) error {
 		if min < 0 {
@@ -252,7 +258,8 @@ func WithInsecurePlainHTTP() Option {
 // [NewRateLimiter]). fn runs on the goroutine of the call, and must be
 // quick: for a page that [WithPrefetch] fetched ahead, on the goroutine
 // walking the pages, when it takes the page up. Calls from several
-// goroutines may run it at once.
+// goroutines may run it at once. If it panics, the call panics, as for
+// [Hooks], having given back what it held.
 func WithRateLimitHook(fn func(RateLimit)) Option {
 	return optionFunc(func(c *config) error {
 		if fn == nil {
@@ -276,10 +283,13 @@ func WithRateLimiter(l RateLimiter) Option {
 	})
 }
 
-// WithMaxInFlight bounds how many requests the client has on the wire at
-// once, across all goroutines and operations (default [DefaultMaxInFlight]).
-// A call that finds them all busy waits for one, as long as its context
-// allows.
+// WithMaxInFlight fixes how many requests the client has on the wire at
+// once, across all goroutines and operations. Without it the bound adapts:
+// [DefaultMaxInFlight] until the server has told an endpoint's pace, growing
+// by one a round trip while calls wait for a slot (and shrinking after a
+// 429), then as many as that pace needs at the latency observed, up to 64.
+// A call that finds every slot busy waits for one, the wait counting
+// against [WithRateLimitWait].
 func WithMaxInFlight(n int) Option {
 	return optionFunc(func(c *config) error {
 		if n < 1 {
@@ -290,14 +300,17 @@ func WithMaxInFlight(n int) Option {
 	})
 }
 
-// WithRateLimitWait sets the longest a call waits, before an attempt, for
-// the rate limiter (its pacing, or a pause after a 429), and the longest
-// Retry-After of a server's answer that it waits out. Past that the call
-// fails at once, without sending, with an [*Error] that matches
-// [ErrRateLimited] and carries RetryAfter and the reason: a script can
-// report it, a handler can answer 503 with Retry-After. The default is the
-// retry policy's longest wait ([WithRetryWait]'s max, 30 s by default); a
-// context deadline that comes sooner bounds the wait too.
+// WithRateLimitWait sets the longest a call may wait on rate limits, all
+// its waits added up: for its turn with the rate limiter (pacing, or a
+// pause after a 429), for a free slot on the wire (see [WithMaxInFlight]),
+// and out a 429's Retry-After before a retry. A wait that would go past it
+// is not begun: the call fails at once, unsent, with an [*Error] that
+// matches [ErrRateLimited] and carries RetryAfter and the reason (or, for a
+// retry not made, the server's 429 with a Hint saying why): a script can
+// report it, a handler can answer 503 with Retry-After. The default is
+// [DefaultRateLimitWait], whatever [WithRetryWait] says; a context deadline
+// that comes sooner bounds the waits too. Size it to the job: n goroutines
+// sharing an endpoint paced at r a second queue for about n/r seconds.
 func WithRateLimitWait(max time.Duration) Option {
 	return optionFunc(func(c *config) error {
 		if max < 0 {

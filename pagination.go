@@ -127,10 +127,11 @@ func (r *recentURLs) has(u string) bool {
 
 // prefetch is one page being fetched while the caller works on the last.
 type prefetch[P any] struct {
-	cancel context.CancelFunc
-	done   chan struct{}
-	page   P
-	err    error
+	cancel   context.CancelFunc
+	done     chan struct{}
+	page     P
+	err      error
+	panicked any // a hook's panic on the fetching goroutine, raised again on the walker's
 	// The rate-limit hook promises to run on the goroutine of the call;
 	// the fetch's observations wait here for the goroutine walking the
 	// pages.
@@ -147,6 +148,10 @@ func startPrefetch[P any](ctx context.Context, r *request, fetch func(context.Co
 	}
 	go func() {
 		defer close(p.done)
+		// A panicking hook must not take the process down from a
+		// goroutine nobody can recover on: it is raised again on the
+		// goroutine walking the pages, as if the fetch had run there.
+		defer func() { p.panicked = recover() }()
 		p.page, p.err = fetch(ctx, r)
 	}()
 	return p
@@ -157,6 +162,7 @@ func (p *prefetch[P]) wait() (P, error) {
 	<-p.done
 	p.cancel()
 	p.sink.deliver(p.onRate)
+	p.repanic()
 	return p.page, p.err
 }
 
@@ -167,6 +173,14 @@ func (p *prefetch[P]) stop() {
 		p.cancel()
 		<-p.done
 		p.sink.deliver(p.onRate)
+		p.repanic()
+	}
+}
+
+func (p *prefetch[P]) repanic() {
+	if v := p.panicked; v != nil {
+		p.panicked = nil
+		panic(v)
 	}
 }
 
@@ -307,8 +321,10 @@ func safeRelPath(rel string) bool {
 
 // segmentProblem says why an escaped path segment could take a path
 // elsewhere once a server or proxy decodes it, or "": a malformed escape,
-// "." or "..", or an escaped "/" or "\". Next links and Client.Do's paths
-// are both held to it.
+// "." or "..", an escaped "/" or "\", a ";" (Tomcat, which Jira runs on,
+// drops ";params" before it resolves "..", so "/rest/..;/x" leaves /rest/),
+// or an escaped "%" (decoded twice, "%252e%252e" is ".."). Next links and
+// Client.Do's paths are both held to it.
 func segmentProblem(seg string) string {
 	plain, err := url.PathUnescape(seg)
 	switch {
@@ -318,6 +334,10 @@ func segmentProblem(seg string) string {
 		return "must not hold . or .. segments"
 	case strings.ContainsAny(plain, "/\\"):
 		return `must not hold an escaped "/" or "\"`
+	case strings.Contains(plain, ";"):
+		return `must not hold ";" (servers read what follows as parameters and drop it)`
+	case strings.Contains(plain, "%"):
+		return `must not hold an escaped "%" (decoded twice, it could be anything)`
 	}
 	return ""
 }

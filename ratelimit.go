@@ -1,6 +1,7 @@
 package servicedesk
 
 import (
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -29,8 +30,15 @@ type RateLimit struct {
 	FillRate int
 	Interval time.Duration
 	// Policies are the structured RateLimit-Policy and RateLimit headers
-	// (and their informational Beta- forms), one entry per policy name.
+	// (and their informational Beta- forms), one entry per policy name;
+	// at most maxPolicies, from the first maxParsed bytes of each header.
 	Policies []RateLimitPolicy
+	// Policy is set on a request the client's own rate limiter refused
+	// (an *Error with Attempts 0): the policy, as named in
+	// RateLimit-Policy, that paced or paused it ("jira-burst-based",
+	// "global-app-quota"); "" when none was named. Reason is then the
+	// RateLimit-Reason of the 429 that paused it, if a 429 did.
+	Policy string
 }
 
 // RateLimitPolicy is one policy of the structured rate-limit headers:
@@ -115,12 +123,12 @@ func rateLimitOf(h http.Header, now time.Time) (rl RateLimit, ok bool) {
 	}
 	if v := get(h, hInterval); v != "" {
 		if secs := atoiOr(v, -1); secs > 0 {
-			rl.Interval = time.Duration(secs) * time.Second
+			rl.Interval = boundWait(time.Duration(min(secs, int(maxServerWait/time.Second))) * time.Second)
 		}
 		ok = true
 	}
 	if in, found := resetIn(h, now); found {
-		rl.Reset, ok = localTime(now, in), true
+		rl.Reset, ok = localTime(now, boundWait(in)), true
 	}
 	if h[hPolicy] != nil || h[hRateLimit] != nil || h[hBetaPolicy] != nil || h[hBetaRateLimit] != nil {
 		rl.Policies = policiesOf(h, now)
@@ -149,7 +157,8 @@ func atoiOr(s string, or int) int {
 }
 
 // policiesOf merges the structured headers into one entry per policy name
-// (and per Beta-ness), in the order they first appear.
+// (and per Beta-ness), in the order they first appear: at most
+// maxPolicies of them, from what parseStructuredList reads.
 func policiesOf(h http.Header, now time.Time) []RateLimitPolicy {
 	var out []RateLimitPolicy
 	find := func(name string, beta bool) *RateLimitPolicy {
@@ -158,6 +167,9 @@ func policiesOf(h http.Header, now time.Time) []RateLimitPolicy {
 				return &out[i]
 			}
 		}
+		if len(out) == maxPolicies {
+			return nil
+		}
 		out = append(out, RateLimitPolicy{Name: name, Quota: -1, Remaining: -1, Beta: beta})
 		return &out[len(out)-1]
 	}
@@ -165,20 +177,26 @@ func policiesOf(h http.Header, now time.Time) []RateLimitPolicy {
 		beta := prefix != ""
 		for _, item := range parseStructuredList(h[prefix+"Ratelimit-Policy"]) {
 			p := find(item.name, beta)
+			if p == nil {
+				continue
+			}
 			if q, ok := item.int("q"); ok {
 				p.Quota = q
 			}
 			if w, ok := item.int("w"); ok && w > 0 {
-				p.Window = time.Duration(w) * time.Second
+				p.Window = secondsWait(w)
 			}
 		}
 		for _, item := range parseStructuredList(h[prefix+"Ratelimit"]) {
 			p := find(item.name, beta)
+			if p == nil {
+				continue
+			}
 			if r, ok := item.int("r"); ok {
 				p.Remaining = r
 			}
 			if t, ok := item.int("t"); ok && t >= 0 {
-				p.Reset = localTime(now, time.Duration(t)*time.Second)
+				p.Reset = localTime(now, secondsWait(t))
 			}
 		}
 	}
@@ -203,13 +221,31 @@ func (it sfItem) int(key string) (int, bool) {
 	return n, err == nil
 }
 
-// parseStructuredList reads `"name";k=v;k2=v2, name2;k=v` from every line
+// parseStructuredList reads `"name";k=v;k2=v2, name2;k=v` from the lines
 // of a header. It is lenient, as a client should be: a member it cannot
-// read is skipped, not the whole header.
+// read is skipped, not the whole header. It reads the first maxParsed
+// bytes and at most maxPolicies members with a name: a server cannot make
+// the client spend more on its headers (net/http accepts megabytes).
 func parseStructuredList(lines []string) []sfItem {
 	var items []sfItem
+	budget := maxParsed
 	for _, line := range lines {
-		for _, member := range splitOutsideQuotes(line, ',') {
+		if budget <= 0 || len(items) == maxPolicies {
+			break
+		}
+		cut := len(line) > budget
+		if cut {
+			line = line[:budget]
+		}
+		budget -= len(line)
+		members := splitOutsideQuotes(line, ',')
+		if cut {
+			members = members[:len(members)-1] // the member cut in two
+		}
+		for _, member := range members {
+			if len(items) == maxPolicies {
+				break
+			}
 			parts := splitOutsideQuotes(member, ';')
 			name := unquote(strings.TrimSpace(parts[0]))
 			if name == "" {
@@ -297,7 +333,49 @@ func retryAfterValue(v string, h http.Header, now time.Time) (time.Duration, boo
 }
 
 // maxRetryAfter caps what a server can make us wait.
-const maxRetryAfter = 24 * time.Hour
+const maxRetryAfter = maxServerWait
+
+// Bounds on what a server says about rate limits. Every wait, pause and
+// pace the client takes from an answer goes through these: nothing a
+// server sends can stop the client for good, or make it spend long on
+// reading headers.
+const (
+	// maxServerWait is the longest wait or pause an answer can set.
+	maxServerWait = 24 * time.Hour
+	// minRate is the slowest pace an answer can set: one request a minute.
+	minRate = 1.0 / 60
+	// maxRate is the fastest a limit is taken to be (beyond it, pacing is
+	// moot), keeping bucket sizes sane.
+	maxRate = 1e6
+	// maxParsed is how many bytes of a structured rate-limit header are
+	// read, and maxPolicies how many policies are kept.
+	maxParsed   = 4 << 10
+	maxPolicies = 16
+)
+
+// boundWait clamps a wait from a server to [0, maxServerWait].
+func boundWait(d time.Duration) time.Duration { return min(max(d, 0), maxServerWait) }
+
+// secondsWait is n seconds from a header, bounded.
+func secondsWait(n int) time.Duration {
+	return boundWait(time.Duration(min(n, int(maxServerWait/time.Second))) * time.Second)
+}
+
+// boundUntil clamps a time a pause ends to at most maxServerWait away.
+func boundUntil(t time.Time) time.Time {
+	if limit := time.Now().Add(maxServerWait); t.After(limit) {
+		return limit
+	}
+	return t
+}
+
+// boundRate clamps a limit, in requests a second, to [minRate, maxRate].
+func boundRate(n float64) float64 {
+	if math.IsNaN(n) {
+		return minRate
+	}
+	return min(max(n, minRate), maxRate)
+}
 
 // localTime is now+d as a plain UTC time (no monotonic reading), so it
 // prints, compares and serialises as the wall-clock time it is.

@@ -81,6 +81,7 @@ var readmeFreeNames = map[string]string{
 	"appKey":        "string",
 	"userAccountID": "string",
 	"install":       "struct{ BaseURL, SharedSecret, OAuthClientID string }",
+	"onboard":       "http.HandlerFunc",
 }
 
 // readmeImports are the packages README fragments may name.
@@ -90,6 +91,9 @@ var readmeImports = map[string]string{
 	"atomic": "sync/atomic", "testing": "testing", "oauth2": "golang.org/x/oauth2",
 	"servicedesk":     "github.com/servicedesk-go/servicedesk",
 	"servicedesktest": "github.com/servicedesk-go/servicedesk/servicedesktest",
+	"forge":           "github.com/servicedesk-go/servicedesk/forge",
+	"httptest":        "net/http/httptest",
+	"strings":         "strings",
 }
 
 // readmeProgram turns a README block into a file that builds.

@@ -35,16 +35,19 @@ func newRetryClient(hc *http.Client, maxRetries int) *retryablehttp.Client {
 	}
 }
 
-// beforeAttempt starts an attempt: its clock, its deadline, and a fresh
-// reader over the body (the last attempt's may still be read by the
-// transport that sent it).
+// beforeAttempt starts an attempt: its clock, its context with the
+// attempt's deadline, and a fresh reader over the body (the last
+// attempt's may still be read by the transport that sent it).
 func beforeAttempt(_ retryablehttp.Logger, req *http.Request, _ int) {
 	cl := callOf(req.Context())
-	cl.attemptStart = time.Now()
-	cl.armAttempt(cl.attemptStart)
+	cl.attemptWaited, cl.waitedSince = cl.waitedSince, 0
 	if cl.r.body != nil {
 		req.Body = newBodyReader(cl.r.body)
 	}
+	if !cl.started { // the first attempt's was made with the request
+		cl.startAttempt(req)
+	}
+	cl.started = false
 }
 
 // newBodyReader reads a request body from the start. It must be a NopCloser
@@ -67,31 +70,56 @@ func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, erro
 
 func (cl *call) afterAttempt(resp *http.Response, err error) (bool, error) {
 	cl.n++
+	cl.resp = resp // release closes it should a hook panic
 	now := time.Now()
+	err, _ = cl.attemptTimedOut(err)
 	cl.rl = noRateLimit() // the last answer's, or none for no answer
 	var serverWait time.Duration
+	var announced bool
 	if resp != nil {
+		cl.c.conc.observe(now.Sub(cl.attemptStart), resp.StatusCode, cl.c.slots.starved())
 		if resp.StatusCode < 200 || resp.StatusCode > 299 {
 			bufferBody(resp)
 			serverWait, _ = retryAfter(resp.Header, now)
 		}
-		var sent bool
-		if cl.rl, sent = rateLimitOf(resp.Header, now); sent {
-			cl.reportRateLimit(cl.rl)
+		if cl.rl, announced = rateLimitOf(resp.Header, now); announced {
+			cl.rl = redactRateLimit(cl.c.auth, cl.rl)
 		}
 	}
+	// The limiter learns (a pause, say) and the slot frees before any
+	// user code runs.
 	cl.settle(resp, serverWait)
-	reason, wait := cl.retryWait(resp, err, now)
-	cl.attemptEnded(resp, err, now, reason != "")
-	if reason == "" {
-		return false, nil // the last answer's body is read under this attempt's bound
+	if announced {
+		cl.reportRateLimit(cl.rl)
 	}
-	cl.nextAttempt()
+	reason, wait := cl.retryWait(resp, err, now)
+	retry, retryErr := false, error(nil)
+	if reason != "" {
+		cl.betweenAttempts()
+		retry, retryErr = cl.waitToRetry(resp, wait)
+	}
+	// Reported once it is known whether another attempt follows.
+	cl.attemptEnded(resp, err, now, retry)
+	if !retry {
+		return false, retryErr // the last answer's body is read under this attempt's bound
+	}
 	cl.logRetry(reason, wait)
-	if err := sleep(cl.Context, wait); err != nil {
+	cl.resp = nil // buffered: retryablehttp drains and drops it
+	return true, nil
+}
+
+// waitToRetry waits before the next attempt, wait and then the limiter's
+// turn; false when the context ended or the limiter refused to let the
+// retry out in time (the caller then gets the last answer).
+func (cl *call) waitToRetry(resp *http.Response, wait time.Duration) (bool, error) {
+	if err := sleep(cl.ctx, wait); err != nil {
 		return false, err
 	}
+	cl.waited += wait
 	cl.waitedSince += wait
+	if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || get(resp.Header, hRetryAfter) != "") {
+		cl.limitWaited += wait // waited out a rate limit
+	}
 	if err := cl.admit(); err != nil {
 		var refusal *Error
 		if errors.As(err, &refusal) {
@@ -107,7 +135,7 @@ func (cl *call) afterAttempt(resp *http.Response, err error) (bool, error) {
 // retryWait says why the call should try again and how long to wait first,
 // or "" when it should not.
 func (cl *call) retryWait(resp *http.Response, err error, now time.Time) (reason string, wait time.Duration) {
-	if cl.Context.Err() != nil || cl.n > cl.c.maxRetries {
+	if cl.ctx.Err() != nil || cl.n > cl.c.maxRetries {
 		return "", 0
 	}
 	if reason = cl.retryReason(resp, err); reason == "" {
@@ -118,7 +146,8 @@ func (cl *call) retryWait(resp *http.Response, err error, now time.Time) (reason
 		if floor, ok := retryAfter(resp.Header, now); ok {
 			// No silent long waits: a server asking for more than the
 			// client may wait gets its answer handed to the caller.
-			if floor > cl.c.limitWait {
+			if left := cl.c.limitWait - cl.limitWaited; floor > left {
+				cl.tooLong = floor
 				return "", 0
 			}
 			wait = max(wait, floor)
@@ -126,7 +155,7 @@ func (cl *call) retryWait(resp *http.Response, err error, now time.Time) (reason
 	}
 	// Sleeping into the deadline would turn the server's answer into a bare
 	// "deadline exceeded": give up now and hand the caller that answer.
-	if deadline, ok := cl.Context.Deadline(); ok && now.Add(wait).After(deadline) {
+	if deadline, ok := cl.ctx.Deadline(); ok && now.Add(wait).After(deadline) {
 		return "", 0
 	}
 	return reason, wait
@@ -243,6 +272,13 @@ func retryableTransportError(err error) bool {
 		return false
 	}
 	return !permanentTransportError.MatchString(err.Error())
+}
+
+// isTimeout reports a deadline that passed: a context's, or a network
+// timeout.
+func isTimeout(err error) bool {
+	var netErr net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &netErr) && netErr.Timeout()
 }
 
 // credentialsError is an authenticator's failure to produce credentials

@@ -52,7 +52,7 @@ func TestServerWaitIsAFloor(t *testing.T) {
 			1500 * time.Millisecond},
 	}
 	for name, tc := range cases {
-		cl := &call{Context: context.Background(), c: c, r: &request{method: http.MethodGet, idempotent: true}, n: 1}
+		cl := &call{ctx: context.Background(), c: c, r: &request{method: http.MethodGet, idempotent: true}, n: 1}
 		reason, wait := cl.retryWait(&http.Response{StatusCode: 429, Header: tc.header}, nil, now)
 		require.Equal(t, "rate limited", reason, name)
 		assert.GreaterOrEqual(t, wait, tc.floor, name)
@@ -67,13 +67,13 @@ func TestRetryPolicy(t *testing.T) {
 		400: {false, false}, 401: {false, false}, 404: {false, false}, 409: {false, false}, 412: {false, false}, 501: {false, false},
 	} {
 		for i, idempotent := range []bool{true, false} {
-			cl := &call{Context: context.Background(), c: c, r: &request{method: http.MethodPost, idempotent: idempotent}, n: 1}
+			cl := &call{ctx: context.Background(), c: c, r: &request{method: http.MethodPost, idempotent: idempotent}, n: 1}
 			reason, _ := cl.retryWait(&http.Response{StatusCode: status, Header: http.Header{}}, nil, time.Now())
 			assert.Equal(t, want[i], reason != "", "status %d idempotent %v", status, idempotent)
 		}
 	}
 	// No retry once attempts are spent.
-	cl := &call{Context: context.Background(), c: c, r: &request{idempotent: true}, n: 4}
+	cl := &call{ctx: context.Background(), c: c, r: &request{idempotent: true}, n: 4}
 	reason, _ := cl.retryWait(&http.Response{StatusCode: 503, Header: http.Header{}}, nil, time.Now())
 	assert.Empty(t, reason)
 }
@@ -103,7 +103,7 @@ func TestTransportErrorPolicy(t *testing.T) {
 	}
 	for _, tc := range cases {
 		for _, idempotent := range []bool{true, false} {
-			cl := &call{Context: context.Background(), c: c, r: &request{idempotent: idempotent}, n: 1}
+			cl := &call{ctx: context.Background(), c: c, r: &request{idempotent: idempotent}, n: 1}
 			reason, _ := cl.retryWait(nil, tc.err, time.Now())
 			got := reason != ""
 			want := tc.creat

@@ -1,17 +1,19 @@
 // Package servicedesk is a client for the Jira Service Management (JSM) Customer API.
 //
 // It creates customers, lists the customers of a service desk (one page at a
-// time or as an iterator over all of them), and adds customers to or removes
-// them from a desk, against JSM Cloud (the site URL, or the OAuth 2.0 gateway
-// returned by [CloudGatewayURL]) and JSM Data Center (with or without a
-// context path) alike.
+// time or as an iterator over all of them), adds customers to or removes
+// them from a desk, finds the account of an email, makes an email a customer
+// of a desk in one call whatever its state ([CustomersService.Ensure]), and
+// revokes a portal-only customer's access, against JSM Cloud (the site URL,
+// or the OAuth 2.0 gateway returned by [CloudGatewayURL]) and JSM Data
+// Center (with or without a context path) alike.
 //
 //	c, err := servicedesk.NewClient("https://your-domain.atlassian.net",
 //		servicedesk.WithBasicAuth("me@example.com", os.Getenv("JSM_API_TOKEN")))
 //	if err != nil {
 //		return err
 //	}
-//	cust, err := c.Customers.Create(ctx, servicedesk.CreateCustomerRequest{
+//	cust, created, err := c.Customers.Ensure(ctx, "HELP", servicedesk.CreateCustomerRequest{
 //		Email:       "fred@example.com",
 //		DisplayName: "Fred F. User",
 //	})

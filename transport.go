@@ -12,8 +12,10 @@ import (
 // with: the user's Transport and Jar (or http.DefaultTransport), beneath
 // the SDK's transport, which adds credentials only for the configured
 // origin, and the SDK's redirect policy around the user's CheckRedirect.
-// It has no Timeout: each attempt's request carries its call as context,
-// which bounds the attempt (see call.Done).
+// It has no Timeout: each attempt's request carries a context of its own
+// with the attempt's deadline (see beforeAttempt). (http.Client.Timeout
+// would cost a goroutine and a timer channel per attempt: net/http falls
+// back to them for a Transport it does not know, such as this one.)
 func newHTTPClient(user *http.Client, auth authenticator, base *url.URL) *http.Client {
 	var rt http.RoundTripper = http.DefaultTransport
 	var userRedirect func(*http.Request, []*http.Request) error

@@ -201,7 +201,8 @@ func TestWithTimeoutBoundsEachAttempt(t *testing.T) {
 }
 
 // TestTimeoutCoversReadingTheBody: the bound covers the whole answer, not
-// only its headers.
+// only its headers, and a body cut short by it is a timeout, not an
+// invalid answer.
 func TestTimeoutCoversReadingTheBody(t *testing.T) {
 	t.Parallel()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -217,8 +218,10 @@ func TestTimeoutCoversReadingTheBody(t *testing.T) {
 	c, err := servicedesk.NewClient(srv.URL, servicedesk.WithTimeout(100*time.Millisecond), servicedesk.WithMaxRetries(0))
 	require.NoError(t, err)
 	within(t, 10*time.Second, func() { _, err = c.Customers.List(context.Background(), "1", nil) })
-	require.ErrorIs(t, err, servicedesk.ErrInvalidResponse)
-	assert.ErrorContains(t, err, "attempt timed out after 100ms (WithTimeout)")
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.NotErrorIs(t, err, servicedesk.ErrInvalidResponse)
+	assert.Equal(t, servicedesk.ClassTimeout, servicedesk.ClassOf(err))
+	assert.ErrorContains(t, err, "reading the answer: attempt timed out after 100ms (WithTimeout)")
 }
 
 // within runs f, failing the test if it has not returned after d: a

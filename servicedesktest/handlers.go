@@ -21,12 +21,19 @@ import (
 // principal is who made a request: a user, a Connect app, or an app
 // acting as a user (both set).
 type principal struct {
-	user *account
-	app  string
+	user  *account
+	app   string
+	forge bool // app is a Forge app (through the gateway), not a Connect app
 }
 
-// ServeHTTP answers the Customer API; everything else is 404.
+// ServeHTTP answers the Customer API, Jira's user search
+// (/rest/api/{2,3}/user/search) and the act-as-user token endpoint
+// ([Server.TokenURL]); everything else is 404.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.forge != nil && r.URL.Path == forgeJWKSPath { // s.forge is set before the server starts
+		s.serveForgeJWKSRequest(w, r)
+		return
+	}
 	if s.latency > 0 {
 		t := time.NewTimer(s.latency)
 		select {
@@ -40,8 +47,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer s.mu.Unlock()
 	sw := &statusWriter{ResponseWriter: w}
 	at := time.Now()
-	defer func() { s.record(r, sw.status, at) }()
+	received := r // recorded as it came, gateway prefix included
+	defer func() { s.record(received, sw.status, at) }()
 	w.Header().Set("X-AREQUESTID", s.uuid())
+	r, _ = s.forgeGateway(r) // from here on, a gateway request reads as the site's
 	path, _ := strings.CutPrefix(r.URL.EscapedPath(), s.contextPath)
 	if f := s.fault(r, path); f != nil {
 		sw.status = f.fail(sw, r, func(w http.ResponseWriter) { s.route(w, r) })
@@ -52,12 +61,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.writeError(sw, http.StatusTooManyRequests, "Rate limit exceeded.", "sd.error.rate.limit")
 		return
 	}
+	s.returned = 0
 	if !s.admit(sw, r, path, now) {
 		return
 	}
-	s.returned = 0
 	s.route(sw, r)
-	s.charge(s.returned)
 }
 
 // route answers r from the server's state.
@@ -67,18 +75,30 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		s.serveToken(w, r)
 		return
 	}
-	switch path {
-	case s.contextPath + "/rest/api/3/user/search":
+	switch {
+	case s.dataCenter && strings.HasPrefix(path, s.contextPath+"/rest/api/3/"):
+		// Data Center has no /rest/api/3: fall through to its 404.
+	case path == s.contextPath+"/rest/api/3/user/search":
 		s.serveUserSearch(w, r, "3")
 		return
-	case s.contextPath + "/rest/api/2/user/search":
+	case path == s.contextPath+"/rest/api/2/user/search":
 		s.serveUserSearch(w, r, "2")
 		return
 	}
 	rest, ok := strings.CutPrefix(path, s.contextPath+"/rest/servicedeskapi/")
+	revoke, underUser := strings.CutPrefix(rest, "customer/user/")
+	revoke, revoking := strings.CutSuffix(revoke, "/revoke-portal-only-access")
+	isRevoke := underUser && revoking
 	switch {
 	case ok && rest == "customer":
 		s.serveCreate(w, r)
+	case ok && isRevoke && revoke != "" && !strings.Contains(revoke, "/") && !s.dataCenter:
+		id, err := url.PathUnescape(revoke)
+		if err != nil {
+			s.writeError(w, http.StatusNotFound, "The account ID is invalid.", "sd.customer.error.account.not.found")
+			return
+		}
+		s.serveRevoke(w, r, id)
 	case ok && strings.HasPrefix(rest, "servicedesk/") && strings.HasSuffix(rest, "/customer") && strings.Count(rest, "/") == 2:
 		id, err := url.PathUnescape(strings.TrimSuffix(strings.TrimPrefix(rest, "servicedesk/"), "/customer"))
 		if err != nil {
@@ -91,22 +111,28 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// statusWriter remembers the status written.
+// statusWriter remembers the status written, and runs beforeHeader just
+// before the headers go out.
 type statusWriter struct {
 	http.ResponseWriter
-	status int
+	status       int
+	beforeHeader func()
 }
 
 func (w *statusWriter) WriteHeader(status int) {
 	if w.status == 0 {
 		w.status = status
+		if f := w.beforeHeader; f != nil {
+			w.beforeHeader = nil
+			f()
+		}
 	}
 	w.ResponseWriter.WriteHeader(status)
 }
 
 func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
-		w.status = http.StatusOK
+		w.WriteHeader(http.StatusOK)
 	}
 	return w.ResponseWriter.Write(b)
 }
@@ -128,7 +154,7 @@ func (s *Server) serveCreate(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if (p.app == "" || p.user != nil) && p.role() != RoleJiraAdmin {
+	if (p.app == "" || p.user != nil) && p.role() < RoleJiraAdmin {
 		s.writeError(w, http.StatusForbidden, "You do not have permission to create customers: Jira administrators only.", "sd.error.permission.create.customer")
 		return
 	}
@@ -201,7 +227,7 @@ func (s *Server) serveDeskCustomers(w http.ResponseWriter, r *http.Request, desk
 		}
 		s.serveAdd(w, r, d)
 	case http.MethodDelete:
-		if p.app != "" {
+		if p.app != "" && !p.forge {
 			s.writeError(w, http.StatusForbidden, "Connect apps cannot remove customers.", "sd.error.permission.connect")
 			return
 		}
@@ -211,6 +237,39 @@ func (s *Server) serveDeskCustomers(w http.ResponseWriter, r *http.Request, desk
 		}
 		s.serveRemove(w, r, d)
 	}
+}
+
+// serveRevoke revokes a portal-only customer's access to the portal, as
+// Jira Cloud's revokePortalOnlyAccessForUser does: site administrators
+// only, never Connect apps (INACCESSIBLE), 404 for an account id the site
+// does not know, 204 otherwise. An account that is not portal-only (an
+// agent's) is left as it is. Revoking twice answers 204 twice.
+func (s *Server) serveRevoke(w http.ResponseWriter, r *http.Request, accountID string) {
+	if r.Method != http.MethodPut {
+		s.writeError(w, http.StatusMethodNotAllowed, "Method not allowed.", "sd.error.method.not.allowed")
+		return
+	}
+	p, ok := s.authenticate(w, r)
+	if !ok {
+		return
+	}
+	if p.app != "" {
+		s.writeError(w, http.StatusForbidden, "Connect apps cannot revoke portal-only access.", "sd.error.permission.connect")
+		return
+	}
+	if p.role() < RoleSiteAdmin {
+		s.writeError(w, http.StatusForbidden, "You must be a site administrator to revoke portal-only access.", "sd.error.permission.site.admin")
+		return
+	}
+	a := s.accounts[accountID]
+	if a == nil {
+		s.writeError(w, http.StatusNotFound, "The account ID is invalid.", "sd.customer.error.account.not.found")
+		return
+	}
+	if a.portalOnly() {
+		a.revoked = true
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // role is what the user a request acts for may do: a customer created
@@ -229,7 +288,7 @@ func (s *Server) may(p principal, d *desk, role Role) bool {
 	if p.app != "" && p.user == nil {
 		return true
 	}
-	if p.role() == RoleJiraAdmin {
+	if p.role() >= RoleJiraAdmin {
 		return true
 	}
 	if p.role() < role {
@@ -392,6 +451,13 @@ func (s *Server) serveRemove(w http.ResponseWriter, r *http.Request, d *desk) {
 
 // authenticate finds who sent r, answering 401 when nobody valid did.
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (principal, bool) {
+	if onGateway(r) { // the gateway takes Forge's tokens, and nothing else
+		if p, ok := s.authenticateForge(r); ok {
+			return p, true
+		}
+		s.writeError(w, http.StatusUnauthorized, "Client must be authenticated to access this resource.", "sd.error.authentication.required")
+		return principal{}, false
+	}
 	scheme, cred, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 	switch scheme {
 	case "Basic":
@@ -403,17 +469,17 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (principal
 		for _, id := range s.order {
 			a := s.accounts[id]
 			if a.user != nil && a.user.APIToken != "" && a.user.APIToken == secret &&
-				(strings.EqualFold(a.email, login) || a.Name == login) {
+				(strings.EqualFold(a.email, login) || a.Name == login) && !a.revoked {
 				return principal{user: a}, true
 			}
 		}
 	case "Bearer":
 		for _, id := range s.order {
-			if a := s.accounts[id]; a.user != nil && a.user.PAT != "" && a.user.PAT == cred {
+			if a := s.accounts[id]; a.user != nil && a.user.PAT != "" && a.user.PAT == cred && !a.revoked {
 				return principal{user: a}, true
 			}
 		}
-		if t, ok := s.tokens[cred]; ok && time.Now().Before(t.expires) {
+		if t, ok := s.tokens[cred]; ok && time.Now().Before(t.expires) && !s.accounts[t.accountID].revoked {
 			return principal{user: s.accounts[t.accountID], app: t.app}, true
 		}
 	case "JWT":
@@ -433,6 +499,9 @@ func (s *Server) customerJSON(a *account) servicedesk.Customer {
 	c.Links.AvatarURLs = maps.Clone(c.Links.AvatarURLs) // the caller's copy, not the server's map
 	c.Links.Self = s.publicURL + "/rest/api/2/user?username=" + a.Name
 	c.Links.JiraRest = c.Links.Self
+	if s.dataCenter {
+		c.AccountID = "" // Data Center names users by username and key
+	}
 	return c
 }
 

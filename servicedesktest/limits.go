@@ -11,7 +11,8 @@ import (
 
 // BurstLimit limits the requests to one endpoint and method in each window,
 // as Jira Cloud's burst limits do (RateLimit-Reason: jira-burst-based):
-// Atlassian documents 5 a second for listing a desk's customers.
+// Atlassian documents 5 a second for listing a desk's customers. Kind says
+// how the requests are counted.
 type BurstLimit struct {
 	// Method is the HTTP method limited; "" limits every method, each
 	// counted apart.
@@ -23,19 +24,65 @@ type BurstLimit struct {
 	// Requests are allowed in each Window (1 s when zero).
 	Requests int
 	Window   time.Duration
+	// Kind is how they are counted: FixedWindow (the default),
+	// SlidingWindow or TokenBucket. Atlassian does not say which Jira uses;
+	// a client should keep within all three.
+	Kind LimitKind
 }
 
+// LimitKind is how a [BurstLimit] counts requests.
+type LimitKind int
+
+const (
+	// FixedWindow allows Requests in each Window, the windows back to
+	// back from the server's start (aligned to a whole second).
+	FixedWindow LimitKind = iota
+	// SlidingWindow allows at most Requests in any span of Window.
+	SlidingWindow
+	// TokenBucket holds Requests tokens, refilled at Requests per Window;
+	// each request takes one.
+	TokenBucket
+)
+
 // WithBurstLimit adds a burst limit. Once an endpoint has had its Requests
-// in the current window, it answers 429 until the window ends, with
-// Retry-After (whole seconds, at least 1), X-RateLimit-Reset, X-RateLimit-
-// Limit, X-RateLimit-Remaining: 0, RateLimit-Reason: jira-burst-based and
-// the structured headers (see [WithAnnounce]). Other endpoints go on.
+// (as its Kind counts them), it answers 429 until a request would be
+// allowed again, with Retry-After (whole seconds, at least 1),
+// X-RateLimit-Reset (rounded up to the second: a request sent at that time
+// is served), X-RateLimit-Limit, X-RateLimit-Remaining: 0,
+// RateLimit-Reason: jira-burst-based and the structured headers (see
+// [WithAnnounce]). Other endpoints go on.
 func WithBurstLimit(l BurstLimit) Option {
 	return func(s *Server) {
 		if l.Window <= 0 {
 			l.Window = time.Second
 		}
-		s.limits.bursts = append(s.limits.bursts, &burst{BurstLimit: l, windows: map[string]*window{}})
+		s.limits.bursts = append(s.limits.bursts, &burst{BurstLimit: l, counters: map[string]*counter{}})
+	}
+}
+
+// Documented burst limits of Jira Cloud, requests a second.
+const (
+	CloudListCustomersRate = 5
+	CloudDefaultRate       = 100
+	CloudDeleteRate        = 50
+)
+
+// WithCloudLimits models Jira Cloud's burst limits as Atlassian documents
+// them: 5 requests a second for listing a desk's customers, 50 for every
+// DELETE, 100 for every other endpoint and method, each counted apart,
+// announced on every answer (RateLimit-Policy "jira-burst-based";q=...;w=1
+// and RateLimit "jira-burst-based";r=...;t=...) as live sites were seen to.
+// Add [WithQuota] for an app's hourly points quota.
+func WithCloudLimits() Option {
+	return func(s *Server) {
+		for _, l := range []BurstLimit{
+			{Method: "GET", Path: "/rest/servicedeskapi/servicedesk/*/customer", Requests: CloudListCustomersRate},
+			{Method: "DELETE", Requests: CloudDeleteRate},
+			{Requests: CloudDefaultRate},
+		} {
+			WithBurstLimit(l)(s)
+		}
+		s.limits.announce = AnnounceAlways
 	}
 }
 
@@ -90,6 +137,9 @@ const (
 	// AnnounceBeta sends the informational Beta-RateLimit-Policy and
 	// Beta-RateLimit on every answer, and the enforced headers on 429s.
 	AnnounceBeta
+	// AnnounceNothing sends no rate-limit headers at all but Retry-After
+	// on 429s, as some proxies answer: the client must find the limit out.
+	AnnounceNothing
 )
 
 // WithAnnounce sets when the limits of [WithBurstLimit] and [WithQuota] are
@@ -108,7 +158,7 @@ type limits struct {
 
 type burst struct {
 	BurstLimit
-	windows map[string]*window // by method and path
+	counters map[string]*counter // by method and path
 }
 
 type quota struct {
@@ -131,9 +181,58 @@ func (w *window) at(epoch, now time.Time, length time.Duration) (end time.Time) 
 	return epoch.Add(time.Duration(i+1) * length)
 }
 
+// counter counts one endpoint's requests for a burst limit, by its kind.
+type counter struct {
+	window             // FixedWindow
+	served []time.Time // SlidingWindow: when each request in the last Window was served
+	tokens float64     // TokenBucket
+	last   time.Time   // TokenBucket: when tokens was last brought up to date
+}
+
+// take counts a request at now if l allows it. It says how many more the
+// limit would allow now, and when the next one will be allowed (for a
+// request refused) or when the count resets (for one served).
+func (c *counter) take(l BurstLimit, epoch, now time.Time) (ok bool, left int, reset time.Time) {
+	switch l.Kind {
+	case SlidingWindow:
+		from := 0
+		for from < len(c.served) && !c.served[from].After(now.Add(-l.Window)) {
+			from++
+		}
+		c.served = c.served[from:]
+		if len(c.served) >= l.Requests {
+			return false, 0, c.served[0].Add(l.Window)
+		}
+		c.served = append(c.served, now)
+		return true, l.Requests - len(c.served), c.served[0].Add(l.Window)
+	case TokenBucket:
+		perToken := l.Window / time.Duration(max(l.Requests, 1))
+		if c.last.IsZero() {
+			c.tokens, c.last = float64(l.Requests), now
+		}
+		c.tokens = min(float64(l.Requests), c.tokens+float64(now.Sub(c.last))/float64(perToken))
+		c.last = now
+		if c.tokens < 1 {
+			return false, 0, now.Add(time.Duration((1 - c.tokens) * float64(perToken)))
+		}
+		c.tokens--
+		full := now.Add(time.Duration((float64(l.Requests) - c.tokens) * float64(perToken)))
+		return true, int(c.tokens), full
+	default:
+		end := c.at(epoch, now, l.Window)
+		if c.used >= l.Requests {
+			return false, 0, end
+		}
+		c.used++
+		return true, l.Requests - c.used, end
+	}
+}
+
 // admit decides whether r may be served now. It sets the headers of the
-// answer, and on false has written the 429.
-func (s *Server) admit(w http.ResponseWriter, r *http.Request, path string, now time.Time) bool {
+// answer, and on false has written the 429. The quota's announcement and
+// charge wait for the answer's headers (see [Server.chargeQuota]): what an
+// answer costs is known only once it is made.
+func (s *Server) admit(w *statusWriter, r *http.Request, path string, now time.Time) bool {
 	l := &s.limits
 	h := w.Header()
 	if q := l.quota; q != nil {
@@ -145,7 +244,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, path string, now 
 		if left <= 0 {
 			if q.Gateway {
 				h.Set("X-RateLimit-Remaining", "0")
-				h.Set("X-RateLimit-Reset", end.UTC().Format(time.RFC3339))
+				h.Set("X-RateLimit-Reset", resetHeader(end))
 				h.Set("X-Failure-Category", "FAILURE CLIENT RATE LIMITED")
 			} else {
 				throttle(h, q.Name, q.Reason, q.Points, q.Window, end, now)
@@ -153,47 +252,66 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, path string, now 
 			s.writeError(w, http.StatusTooManyRequests, "Rate limit exceeded: the app's quota is spent until "+end.UTC().Format(time.RFC3339)+".", "sd.error.rate.limit")
 			return false
 		}
-		if l.announce != AnnounceOn429 {
-			announce(h, l.announce == AnnounceBeta, q.Name, q.Points, q.Window, left-1, end, now)
-		}
 	}
 	for _, b := range l.bursts {
 		if (b.Method != "" && b.Method != r.Method) || (b.Path != "" && !matchPath(b.Path, path)) {
 			continue
 		}
 		key := r.Method + " " + path
-		win := b.windows[key]
-		if win == nil {
-			win = &window{index: -1}
-			b.windows[key] = win
+		c := b.counters[key]
+		if c == nil {
+			c = &counter{window: window{index: -1}}
+			b.counters[key] = c
 		}
-		end := win.at(l.epoch, now, b.Window)
-		if win.used >= b.Requests {
-			h.Set("X-RateLimit-Limit", strconv.Itoa(b.Requests))
-			h.Set("X-RateLimit-Remaining", "0")
-			throttle(h, "jira-burst-based", "jira-burst-based", b.Requests, b.Window, end, now)
+		ok, left, reset := c.take(b.BurstLimit, l.epoch, now)
+		if !ok && l.announce == AnnounceNothing {
+			h.Set("Retry-After", strconv.Itoa(max(1, ceilSeconds(reset.Sub(now)))))
 			s.writeError(w, http.StatusTooManyRequests, "Rate limit exceeded.", "sd.error.rate.limit")
 			return false
 		}
-		win.used++
-		if l.announce != AnnounceOn429 {
-			announce(h, l.announce == AnnounceBeta, "jira-burst-based", b.Requests, b.Window, b.Requests-win.used, end, now)
+		if !ok {
+			h.Set("X-RateLimit-Limit", strconv.Itoa(b.Requests))
+			h.Set("X-RateLimit-Remaining", "0")
+			throttle(h, "jira-burst-based", "jira-burst-based", b.Requests, b.Window, reset, now)
+			s.writeError(w, http.StatusTooManyRequests, "Rate limit exceeded.", "sd.error.rate.limit")
+			return false
 		}
+		if l.announce == AnnounceAlways || l.announce == AnnounceBeta {
+			announce(h, l.announce == AnnounceBeta, "jira-burst-based", b.Requests, b.Window, left, reset, now)
+		}
+	}
+	if l.quota != nil {
+		w.beforeHeader = func() { s.chargeQuota(h, now) }
 	}
 	return true
 }
 
-// charge spends a served request's points from the quota.
-func (s *Server) charge(customers int) {
-	if q := s.limits.quota; q != nil {
-		q.used += 1 + 2*customers
+// chargeQuota spends a served answer's points (a point, and two for each
+// customer in it) and, as the answer's headers go out, announces what is
+// left after it. Callers hold s.mu.
+func (s *Server) chargeQuota(h http.Header, now time.Time) {
+	l := &s.limits
+	q := l.quota
+	end := q.at(l.epoch, now, q.Window)
+	q.used += 1 + 2*s.returned
+	if l.announce == AnnounceAlways || l.announce == AnnounceBeta {
+		announce(h, l.announce == AnnounceBeta, q.Name, q.Points, q.Window, q.Points-q.used, end, now)
 	}
+}
+
+// resetHeader renders a reset time as X-RateLimit-Reset, rounded up to the
+// second: a client that waits until then is served.
+func resetHeader(t time.Time) string {
+	if r := t.Truncate(time.Second); r.Before(t) {
+		t = r.Add(time.Second)
+	}
+	return t.UTC().Format(time.RFC3339)
 }
 
 // throttle sets the headers of a 429 of the named policy.
 func throttle(h http.Header, name, reason string, q int, w time.Duration, end, now time.Time) {
 	h.Set("Retry-After", strconv.Itoa(max(1, ceilSeconds(end.Sub(now)))))
-	h.Set("X-RateLimit-Reset", end.UTC().Format(time.RFC3339))
+	h.Set("X-RateLimit-Reset", resetHeader(end))
 	h.Set("RateLimit-Reason", reason)
 	addPolicy(h, "", name, q, w, 0, end, now)
 }

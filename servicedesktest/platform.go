@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -17,9 +18,11 @@ import (
 
 // serveUserSearch answers Jira's user search: on Cloud
 // GET /rest/api/{2,3}/user/search?query=..., on Data Center
-// GET /rest/api/2/user/search?username=.... The query matches the start of
-// the email, the display name or one of its words, or the username,
-// ignoring case.
+// GET /rest/api/2/user/search?username=... (with [WithDataCenter], the only
+// form). The query matches the start of the email, the display name or one
+// of its words, or the username, ignoring case. Pages are startAt and
+// maxResults (50 by default, 1,000 at most), over the first 1,000 matches,
+// as Jira returns no more.
 func (s *Server) serveUserSearch(w http.ResponseWriter, r *http.Request, version string) {
 	if r.Method != http.MethodGet {
 		writeJSON(w, http.StatusMethodNotAllowed, map[string]any{"errorMessages": []string{"Method not allowed."}})
@@ -34,7 +37,7 @@ func (s *Server) serveUserSearch(w http.ResponseWriter, r *http.Request, version
 		return
 	}
 	q := r.URL.Query()
-	dc := q.Has("username")
+	dc := q.Has("username") || s.dataCenter
 	query := q.Get("query")
 	if dc {
 		query = q.Get("username")
@@ -43,10 +46,25 @@ func (s *Server) serveUserSearch(w http.ResponseWriter, r *http.Request, version
 		writeJSON(w, http.StatusBadRequest, map[string]any{"errorMessages": []string{"The query parameter 'query' (or 'username' on Data Center) is required."}})
 		return
 	}
+	startAt, err1 := pageParam(q, "startAt", 0)
+	maxResults, err2 := pageParam(q, "maxResults", 50)
+	if err1 != nil || err2 != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]any{"errorMessages": []string{"startAt and maxResults must be non-negative integers."}})
+		return
+	}
+	maxResults = min(maxResults, maxUserSearch)
 	users := []map[string]any{}
+	matched := 0
 	for _, id := range s.order {
 		a := s.accounts[id]
 		if !matches(a, query) && !strings.HasPrefix(a.email, strings.ToLower(strings.TrimSpace(query))) {
+			continue
+		}
+		matched++
+		if matched > maxUserSearch {
+			break
+		}
+		if matched <= startAt || len(users) >= maxResults {
 			continue
 		}
 		u := map[string]any{
@@ -57,17 +75,36 @@ func (s *Server) serveUserSearch(w http.ResponseWriter, r *http.Request, version
 			"timeZone":     a.TimeZone,
 		}
 		if dc {
+			u["self"] = s.publicURL + "/rest/api/2/user?username=" + url.QueryEscape(a.Name)
 			u["name"], u["key"] = a.Name, a.Key
 		} else {
 			u["accountId"] = a.AccountID
 			u["accountType"] = "atlassian"
-			if a.user == nil {
+			if a.portalOnly() {
 				u["accountType"] = "customer"
 			}
 		}
 		users = append(users, u)
 	}
+	s.returned = len(users)
 	writeJSON(w, http.StatusOK, users)
+}
+
+// maxUserSearch is the most matches Jira's user search returns, and its
+// largest page.
+const maxUserSearch = 1000
+
+// pageParam reads a non-negative integer query parameter, def when absent.
+func pageParam(q url.Values, name string, def int) (int, error) {
+	v := q.Get(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%s: not a non-negative integer", name)
+	}
+	return n, nil
 }
 
 // WithConnectActAsUser lets the Connect app appKey (see [WithConnectApp])

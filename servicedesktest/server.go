@@ -1,11 +1,13 @@
 // Package servicedesktest runs an in-memory Jira Service Management server
-// for tests, as net/http/httptest does for handlers. It implements the four
-// customer operations with the real service's semantics: authentication
+// for tests, as net/http/httptest does for handlers. It implements the
+// customer operations (create, list, add, remove, revoke portal-only access)
+// and Jira's user search with the real service's semantics: authentication
 // (Basic, Bearer personal access tokens, Atlassian Connect JWTs with qsh),
-// permissions, the experimental header and its 412, duplicate emails (400,
-// or 409 when asked), partial success of Add, paging with _links on a
-// configurable public URL, and error bodies in the servicedeskapi shape with
-// X-AREQUESTID. It models Jira Cloud's 2026 rate limits: burst limits per
+// permissions (site administration included), the experimental header and
+// its 412, duplicate emails (400, or 409 when asked), partial success of
+// Add, paging with _links on a configurable public URL, error bodies in the
+// servicedeskapi shape with X-AREQUESTID, and Data Center's forms
+// ([WithDataCenter]). It models Jira Cloud's 2026 rate limits: burst limits per
 // endpoint and method, an app's points quota (with a short window for
 // tests), the structured RateLimit-Policy/RateLimit headers (Beta- or
 // enforced), their reasons, and the OAuth gateway's bare 429. It can also
@@ -20,7 +22,8 @@
 //
 // By default the server holds service desk "1" (project key "HELP", closed
 // access) and a Jira administrator who signs in with [AdminEmail] and
-// [AdminToken]. A Server is safe for concurrent use.
+// [AdminToken] (not a site administrator: add a User with [RoleSiteAdmin]
+// to revoke portal-only access). A Server is safe for concurrent use.
 package servicedesktest
 
 import (
@@ -55,8 +58,13 @@ const (
 	RoleAgent
 	// RoleDeskAdmin may list, add and remove customers of the desks in User.Desks.
 	RoleDeskAdmin
-	// RoleJiraAdmin may do everything, creating customers included.
+	// RoleJiraAdmin may do everything but site administration, creating
+	// customers included.
 	RoleJiraAdmin
+	// RoleSiteAdmin is a site administrator (a member of site-admins), who
+	// is a Jira administrator too and may also revoke a portal-only
+	// customer's access (CustomersService.RevokePortalOnlyAccess).
+	RoleSiteAdmin
 )
 
 // User is an account that can sign in. Give it an APIToken (Basic auth with
@@ -136,6 +144,16 @@ func WithRateLimit(requests int, window time.Duration) Option {
 	return func(s *Server) { s.rate = rateLimit{budget: requests, window: window} }
 }
 
+// WithDataCenter answers as Jira Data Center does: there is no
+// /rest/api/3 (user search is /rest/api/2/user/search?username=, and the
+// Cloud form answers 404), accounts are named by username and key with no
+// accountId in any answer, and revoking portal-only access, a Cloud
+// operation, answers 404. Combine it with [WithContextPath] for a site
+// below a context path.
+func WithDataCenter() Option {
+	return func(s *Server) { s.dataCenter = true }
+}
+
 // WithLatency delays every answer by d.
 func WithLatency(d time.Duration) Option {
 	return func(s *Server) { s.latency = d }
@@ -156,6 +174,7 @@ type Server struct {
 	addr        string
 	publicURL   string
 	contextPath string
+	dataCenter  bool
 
 	mu        sync.Mutex
 	seed      *uint64 // from WithSeed
@@ -172,6 +191,9 @@ type Server struct {
 	limits    limits
 	returned  int // customers in the answer being written, for the quota
 	requests  []Request
+
+	forgeAppID string    // from WithForgeApp
+	forge      *forgeApp // the Forge app the server plays for, if any
 }
 
 // Request is a request the server received.
@@ -192,6 +214,16 @@ type account struct {
 	servicedesk.Customer
 	user  *User // nil for a customer created through the API
 	email string
+	// revoked: a site administrator revoked its portal access; a
+	// portal-only customer then can no longer sign in.
+	revoked bool
+}
+
+// portalOnly reports a portal-only customer account (accountType
+// "customer"): one created as a customer, or a user whose role is
+// RoleCustomer. Agents and administrators have Atlassian accounts.
+func (a *account) portalOnly() bool {
+	return a.user == nil || a.user.Role == RoleCustomer
 }
 
 type desk struct {
@@ -216,6 +248,9 @@ func NewServer(opts ...Option) *Server {
 	for _, opt := range opts {
 		opt(s)
 	}
+	if s.forgeAppID != "" {
+		s.forge = newForgeApp(s.forgeAppID, s.seed)
+	}
 	s.srv = httptest.NewUnstartedServer(s)
 	if s.addr != "" {
 		l, err := net.Listen("tcp", s.addr)
@@ -225,7 +260,7 @@ func NewServer(opts ...Option) *Server {
 		s.srv.Listener.Close()
 		s.srv.Listener = l
 	}
-	s.limits.epoch = time.Now()
+	s.limits.epoch = time.Now().Truncate(time.Second) // fixed windows end on whole seconds
 	s.srv.Start()
 	s.URL = s.srv.URL + s.contextPath
 	if s.publicURL == "" {
@@ -304,6 +339,18 @@ func (s *Server) Customers(deskID string) []servicedesk.Customer {
 		out = append(out, s.customerJSON(s.accounts[id]))
 	}
 	return out
+}
+
+// PortalAccessRevoked reports whether a site administrator revoked the
+// portal access of the portal-only customer accountID (see
+// servicedesk.CustomersService.RevokePortalOnlyAccess). Such a customer can
+// no longer sign in to the fake: its credentials answer 401. It stays a
+// customer of its desks, and user search still finds it.
+func (s *Server) PortalAccessRevoked(accountID string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.accounts[accountID]
+	return a != nil && a.revoked
 }
 
 // Requests returns the requests received so far, in order.

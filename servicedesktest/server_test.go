@@ -567,8 +567,8 @@ func TestAnnounceAlwaysAndBeta(t *testing.T) {
 	srv := start(t, limit, servicedesktest.WithAnnounce(servicedesktest.AnnounceAlways),
 		servicedesktest.WithQuota(servicedesktest.Quota{Points: 100, Window: time.Hour}))
 	resp, _ := raw(t, srv, "POST", "/rest/servicedeskapi/servicedesk/1/customer", `{"accountIds":["x"]}`, nil)
-	assert.Equal(t, `"global-app-quota";q=100;w=3600, "jira-burst-based";q=5;w=3600`, resp.Header.Get("RateLimit-Policy"))
-	assert.Regexp(t, `^"global-app-quota";r=99;t=3[56]\d\d, "jira-burst-based";r=4;t=3[56]\d\d$`, resp.Header.Get("RateLimit"))
+	assert.Equal(t, `"jira-burst-based";q=5;w=3600, "global-app-quota";q=100;w=3600`, resp.Header.Get("RateLimit-Policy"))
+	assert.Regexp(t, `^"jira-burst-based";r=4;t=3[56]\d\d, "global-app-quota";r=99;t=3[56]\d\d$`, resp.Header.Get("RateLimit"))
 
 	srv = start(t, limit, servicedesktest.WithAnnounce(servicedesktest.AnnounceBeta))
 	resp, _ = raw(t, srv, "POST", "/rest/servicedeskapi/servicedesk/1/customer", `{"accountIds":["x"]}`, nil)
@@ -605,6 +605,128 @@ func TestQuotaCountsPointsAndWarns(t *testing.T) {
 	assert.Equal(t, "0", resp.Header.Get("X-RateLimit-Remaining"))
 	assert.NotEmpty(t, resp.Header.Get("X-RateLimit-Reset"))
 	assert.Equal(t, "FAILURE CLIENT RATE LIMITED", resp.Header.Get("X-Failure-Category"))
+}
+
+// TestQuotaAnnouncesWhatIsLeftAfterTheAnswer: the r= of the quota counts
+// the answer's own cost, customers included: an answer that spends the
+// quota says none are left.
+func TestQuotaAnnouncesWhatIsLeftAfterTheAnswer(t *testing.T) {
+	t.Parallel()
+	srv := start(t, servicedesktest.WithQuota(servicedesktest.Quota{Points: 11, Window: time.Hour}),
+		servicedesktest.WithAnnounce(servicedesktest.AnnounceAlways))
+	for i := 0; i < 5; i++ {
+		srv.AddCustomer("1", fmt.Sprintf("q%d@example.com", i), "Q")
+	}
+	resp, _ := raw(t, srv, "GET", "/rest/servicedeskapi/servicedesk/1/customer", "", map[string]string{"X-ExperimentalApi": "opt-in"})
+	require.Equal(t, http.StatusOK, resp.StatusCode) // 1 + 2×5 = 11 points
+	assert.Regexp(t, `^"global-app-quota";r=0;t=\d+$`, resp.Header.Get("RateLimit"))
+	resp, _ = raw(t, srv, "POST", "/rest/servicedeskapi/servicedesk/1/customer", `{"accountIds":["x"]}`, nil)
+	assert.Equal(t, http.StatusTooManyRequests, resp.StatusCode, "as announced")
+}
+
+// TestRequestAtTheAnnouncedResetIsServed: for every kind of limit, a
+// client that waits until the X-RateLimit-Reset of a 429 is served then.
+func TestRequestAtTheAnnouncedResetIsServed(t *testing.T) {
+	t.Parallel()
+	for _, kind := range []servicedesktest.LimitKind{servicedesktest.FixedWindow, servicedesktest.SlidingWindow, servicedesktest.TokenBucket} {
+		t.Run(fmt.Sprint(kind), func(t *testing.T) {
+			t.Parallel()
+			srv := start(t, servicedesktest.WithBurstLimit(servicedesktest.BurstLimit{Method: "POST", Requests: 2, Kind: kind}))
+			add := func() *http.Response {
+				resp, _ := raw(t, srv, "POST", "/rest/servicedeskapi/servicedesk/1/customer", `{"accountIds":["x"]}`, nil)
+				return resp
+			}
+			var refused *http.Response
+			for i := 0; i < 4 && refused == nil; i++ {
+				if resp := add(); resp.StatusCode == http.StatusTooManyRequests {
+					refused = resp
+				}
+			}
+			require.NotNil(t, refused, "two a second, four sent at once")
+			reset, err := time.Parse(time.RFC3339, refused.Header.Get("X-RateLimit-Reset"))
+			require.NoError(t, err)
+			require.Equal(t, reset, reset.Truncate(time.Second), "whole seconds, as Jira sends")
+			require.Less(t, time.Until(reset), 2*time.Second)
+			time.Sleep(time.Until(reset))
+			assert.Equal(t, http.StatusBadRequest, add().StatusCode, "served at the reset (400: x is no customer)")
+		})
+	}
+}
+
+// TestLimitKinds: a sliding window allows no more than Requests in any
+// span of Window; a token bucket refills one token every Window/Requests.
+func TestLimitKinds(t *testing.T) {
+	t.Parallel()
+	served := func(srv *servicedesktest.Server) int {
+		n := 0
+		for _, r := range srv.Requests() {
+			if r.Status != http.StatusTooManyRequests {
+				n++
+			}
+		}
+		return n
+	}
+	add := func(srv *servicedesktest.Server) int {
+		resp, _ := raw(t, srv, "POST", "/rest/servicedeskapi/servicedesk/1/customer", `{"accountIds":["x"]}`, nil)
+		return resp.StatusCode
+	}
+	sliding := start(t, servicedesktest.WithBurstLimit(servicedesktest.BurstLimit{Method: "POST", Requests: 3, Window: 300 * time.Millisecond, Kind: servicedesktest.SlidingWindow}))
+	for i := 0; i < 3; i++ {
+		require.Equal(t, http.StatusBadRequest, add(sliding))
+	}
+	require.Equal(t, http.StatusTooManyRequests, add(sliding))
+	time.Sleep(350 * time.Millisecond)
+	for i := 0; i < 3; i++ {
+		require.Equal(t, http.StatusBadRequest, add(sliding), "the first three left the window")
+	}
+	assert.Equal(t, 6, served(sliding))
+
+	bucket := start(t, servicedesktest.WithBurstLimit(servicedesktest.BurstLimit{Method: "POST", Requests: 4, Window: 400 * time.Millisecond, Kind: servicedesktest.TokenBucket}))
+	for i := 0; i < 4; i++ {
+		require.Equal(t, http.StatusBadRequest, add(bucket), "a full bucket")
+	}
+	resp, _ := raw(t, bucket, "POST", "/rest/servicedeskapi/servicedesk/1/customer", `{"accountIds":["x"]}`, nil)
+	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
+	assert.Equal(t, "1", resp.Header.Get("Retry-After"), "whole seconds, at least 1")
+	time.Sleep(120 * time.Millisecond) // one token comes back every 100 ms
+	assert.Equal(t, http.StatusBadRequest, add(bucket))
+	assert.Equal(t, http.StatusTooManyRequests, add(bucket), "only one had come back")
+}
+
+// TestCloudLimits: Atlassian's documented rates, announced on every answer.
+func TestCloudLimits(t *testing.T) {
+	t.Parallel()
+	srv := start(t, servicedesktest.WithCloudLimits())
+	opt := map[string]string{"X-ExperimentalApi": "opt-in"}
+	var refused *http.Response
+	for i := 0; i < 11 && refused == nil; i++ { // within two one-second windows at most
+		resp, _ := raw(t, srv, "GET", "/rest/servicedeskapi/servicedesk/1/customer", "", opt)
+		if i == 0 {
+			assert.Equal(t, `"jira-burst-based";q=5;w=1, "jira-burst-based";q=100;w=1`, resp.Header.Get("RateLimit-Policy"))
+		}
+		if resp.StatusCode == http.StatusTooManyRequests {
+			refused = resp
+		}
+	}
+	require.NotNil(t, refused, "listing is limited to 5 a second")
+	assert.Equal(t, "5", refused.Header.Get("X-RateLimit-Limit"))
+	assert.Equal(t, "jira-burst-based", refused.Header.Get("RateLimit-Reason"))
+	assert.LessOrEqual(t, statusCount(srv, http.StatusOK), 10)
+	resp, _ := raw(t, srv, "POST", "/rest/servicedeskapi/servicedesk/1/customer", `{"accountIds":["x"]}`, nil)
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode, "another endpoint is counted apart")
+	assert.Equal(t, `"jira-burst-based";q=100;w=1`, resp.Header.Get("RateLimit-Policy"))
+	resp, _ = raw(t, srv, "DELETE", "/rest/servicedeskapi/servicedesk/1/customer", `{"accountIds":["x"]}`, opt)
+	assert.Equal(t, `"jira-burst-based";q=50;w=1, "jira-burst-based";q=100;w=1`, resp.Header.Get("RateLimit-Policy"))
+}
+
+func statusCount(srv *servicedesktest.Server, status int) int {
+	n := 0
+	for _, r := range srv.Requests() {
+		if r.Status == status {
+			n++
+		}
+	}
+	return n
 }
 
 func TestInjectFaults(t *testing.T) {

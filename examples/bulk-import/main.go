@@ -1,5 +1,5 @@
-// Command bulk-import creates customers from a CSV file of
-// "email,displayName" rows and adds them to a service desk.
+// Command bulk-import makes every email of a CSV file of
+// "email,displayName" rows a customer of a service desk.
 //
 //	go run ./examples/bulk-import                  # sample.csv, in-memory JSM
 //	go run ./examples/bulk-import -csv people.csv -desk HELP -concurrency 8
@@ -7,13 +7,13 @@
 //
 // With JSM_BASE_URL, JSM_EMAIL and JSM_API_TOKEN set it runs against that
 // site; otherwise against an in-memory JSM with Jira Cloud's burst limits.
-// Emails that already have an account are not errors: the account is found
-// with Jira's user search (Client.Do) and added, whether or not it is on a
-// desk yet, so a second run over any file converges and changes nothing.
-// Creation runs with bounded concurrency; the client paces its requests to
-// Jira's rate limits, shared by all workers, and the summary says how long
-// it was held back. Progress goes to stderr, the summary to stdout; the exit
-// status is 1 when any row failed.
+// Each row is one call to CustomersService.Ensure: the account is created
+// when the email has none, found when it has one (on a desk or not), and
+// added to the desk, so a second run over any file converges and changes
+// nothing. Rows run with bounded concurrency; the client paces its requests
+// to Jira's rate limits, shared by all workers, and the summary says how
+// long it was held back. Progress goes to stderr, the summary to stdout; the
+// exit status is 1 when any row failed.
 package main
 
 import (
@@ -26,7 +26,6 @@ import (
 	"io"
 	"net/http"
 	"net/mail"
-	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -39,9 +38,6 @@ import (
 
 //go:embed sample.csv
 var sampleCSV string
-
-// addBatch is how many account ids go in one Add call.
-const addBatch = 50
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -61,10 +57,8 @@ type row struct {
 // result is what became of one row.
 type result struct {
 	row
-	accountID string // Cloud
-	username  string // Data Center, when there is no account id
-	outcome   string // created, existing, failed
-	err       error
+	outcome string // created, existing, failed
+	err     error
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
@@ -72,7 +66,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	fs.SetOutput(stderr)
 	csvPath := fs.String("csv", "", "CSV file of email,displayName rows (default: the bundled sample)")
 	desk := fs.String("desk", "", "service desk id or project key (default: JSM_SERVICE_DESK, or HELP on the in-memory JSM)")
-	concurrency := fs.Int("concurrency", 4, "customers created at once")
+	concurrency := fs.Int("concurrency", 4, "rows imported at once")
 	maxWait := fs.Duration("max-wait", 2*time.Minute, "the longest a request waits for Jira's rate limits before its row fails")
 	dryRun := fs.Bool("dry-run", false, "read and check the file, send nothing")
 	if err := fs.Parse(args); err != nil {
@@ -135,8 +129,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return err
 	}
 
-	results := createAll(ctx, c, rows, *concurrency, stderr)
-	added, addErr := addAll(ctx, c, *desk, results)
+	results := ensureAll(ctx, c, *desk, rows, *concurrency, stderr)
 
 	var created, existing, failed int
 	for _, r := range results {
@@ -150,13 +143,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 			fmt.Fprintf(stdout, "line %d: %s: %v\n", r.line, r.email, r.err)
 		}
 	}
-	if addErr != nil {
-		fmt.Fprintf(stdout, "adding to desk %s: %v\n", *desk, addErr)
-	}
 	fmt.Fprintf(stdout, "%d rows: %d created, %d already had an account, %d added to desk %s, %d refused, %d failed\n",
-		len(rows)+len(invalid), created, existing, added, *desk, len(invalid), failed)
+		len(rows)+len(invalid), created, existing, created+existing, *desk, len(invalid), failed)
 	fmt.Fprintln(stdout, limits.String())
-	if failed > 0 || len(invalid) > 0 || addErr != nil {
+	if failed > 0 || len(invalid) > 0 {
 		return fmt.Errorf("%d rows did not import", failed+len(invalid))
 	}
 	return nil
@@ -207,9 +197,9 @@ func readRows(in io.Reader) (rows []row, invalid []result, err error) {
 	return rows, invalid, nil
 }
 
-// createAll creates the customers, concurrency at a time, and reports
-// progress on stderr.
-func createAll(ctx context.Context, c *servicedesk.Client, rows []row, concurrency int, progress io.Writer) []result {
+// ensureAll makes each row's email a customer of desk, concurrency rows at
+// a time, and reports progress on stderr.
+func ensureAll(ctx context.Context, c *servicedesk.Client, desk string, rows []row, concurrency int, progress io.Writer) []result {
 	results := make([]result, len(rows))
 	jobs := make(chan int)
 	var wg sync.WaitGroup
@@ -220,10 +210,10 @@ func createAll(ctx context.Context, c *servicedesk.Client, rows []row, concurren
 		go func() {
 			defer wg.Done()
 			for i := range jobs {
-				results[i] = create(ctx, c, rows[i])
+				results[i] = ensure(ctx, c, desk, rows[i])
 				mu.Lock()
 				done++
-				fmt.Fprintf(progress, "\rcreating customers: %d/%d", done, len(rows))
+				fmt.Fprintf(progress, "\rimporting customers: %d/%d", done, len(rows))
 				mu.Unlock()
 			}
 		}()
@@ -245,78 +235,15 @@ func createAll(ctx context.Context, c *servicedesk.Client, rows []row, concurren
 	return results
 }
 
-func create(ctx context.Context, c *servicedesk.Client, r row) result {
-	cust, err := c.Customers.Create(ctx, servicedesk.CreateCustomerRequest{Email: r.email, DisplayName: r.name, StrictConflictStatusCode: true})
+func ensure(ctx context.Context, c *servicedesk.Client, desk string, r row) result {
+	_, created, err := c.Customers.Ensure(ctx, desk, servicedesk.CreateCustomerRequest{Email: r.email, DisplayName: r.name})
 	switch {
-	case err == nil:
-		return result{row: r, accountID: cust.AccountID, outcome: "created"}
-	case errors.Is(err, servicedesk.ErrConflict):
-		u, lookupErr := findAccount(ctx, c, r.email)
-		if lookupErr != nil {
-			return result{row: r, outcome: "failed", err: lookupErr}
-		}
-		return result{row: r, accountID: u.AccountID, username: u.Name, outcome: "existing"}
-	default:
-		return result{row: r, outcome: "failed", err: err}
+	case err != nil:
+		return result{row: r, outcome: "failed", err: err} // names the step: create, find or add
+	case created:
+		return result{row: r, outcome: "created"}
 	}
-}
-
-// jiraUser is a user as Jira's user search returns it: Cloud names it by
-// accountId, Data Center by name.
-type jiraUser struct {
-	AccountID    string `json:"accountId"`
-	Name         string `json:"name"`
-	EmailAddress string `json:"emailAddress"`
-}
-
-// findAccount finds the account of an email with Jira's user search, which
-// the Customer API lacks: Cloud's /rest/api/3 form, or Data Center's. It
-// finds accounts on no desk too, which listing a desk cannot.
-func findAccount(ctx context.Context, c *servicedesk.Client, email string) (jiraUser, error) {
-	var users []jiraUser
-	err := c.Do(ctx, http.MethodGet, "/rest/api/3/user/search", url.Values{"query": {email}}, nil, &users)
-	if errors.Is(err, servicedesk.ErrNotFound) { // Data Center has no /rest/api/3
-		err = c.Do(ctx, http.MethodGet, "/rest/api/2/user/search", url.Values{"username": {email}}, nil, &users)
-	}
-	if err != nil {
-		return jiraUser{}, err
-	}
-	for _, u := range users {
-		if strings.EqualFold(u.EmailAddress, email) && (u.AccountID != "" || u.Name != "") {
-			return u, nil
-		}
-	}
-	return jiraUser{}, errors.New("has an account that user search does not show (its email may be hidden): add it by account id")
-}
-
-// addAll adds every imported account to the desk, addBatch at a time.
-func addAll(ctx context.Context, c *servicedesk.Client, desk string, results []result) (int, error) {
-	var accountIDs, usernames []string
-	for _, r := range results {
-		switch {
-		case r.accountID != "":
-			accountIDs = append(accountIDs, r.accountID)
-		case r.username != "":
-			usernames = append(usernames, r.username)
-		}
-	}
-	added := 0
-	add := func(ids []string, named func([]string) servicedesk.CustomerIDs) error {
-		for len(ids) > 0 {
-			n := min(addBatch, len(ids))
-			if err := c.Customers.Add(ctx, desk, named(ids[:n])); err != nil {
-				return err
-			}
-			added += n
-			ids = ids[n:]
-		}
-		return nil
-	}
-	err := add(accountIDs, func(ids []string) servicedesk.CustomerIDs { return servicedesk.CustomerIDs{AccountIDs: ids} })
-	if err == nil {
-		err = add(usernames, func(ids []string) servicedesk.CustomerIDs { return servicedesk.CustomerIDs{Usernames: ids} })
-	}
-	return added, err
+	return result{row: r, outcome: "existing"}
 }
 
 // rateLimitReport counts, through the client's hooks, how much Jira's rate

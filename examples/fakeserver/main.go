@@ -6,6 +6,12 @@
 //	curl -u admin@example.com:admin-token -H 'X-ExperimentalApi: opt-in' \
 //	    http://127.0.0.1:8080/rest/servicedeskapi/servicedesk/1/customer
 //
+// Rate limits as Jira Cloud's: -cloud-limits (Atlassian's documented burst
+// rates, announced on every answer), or -burst-limit N (each endpoint and
+// method, N a second) counted by -limit-kind fixed, sliding or bucket;
+// -quota P adds an app's points quota per -quota-window; -announce says
+// when the structured headers are sent (429, always, beta).
+//
 // It runs until interrupted.
 package main
 
@@ -39,11 +45,27 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	seed := fs.Uint64("seed", 1, "seed of generated ids")
 	publicURL := fs.String("public-url", "", "base URL that _links name (default: the server's own)")
 	contextPath := fs.String("context-path", "", `Data Center context path, e.g. "/jira"`)
-	rate := fs.Int("rate-limit", 0, "requests allowed per -rate-window (0: no limit)")
+	cloud := fs.Bool("cloud-limits", false, "Jira Cloud's documented burst limits, announced on every answer")
+	burst := fs.Int("burst-limit", 0, "requests a second allowed to each endpoint and method (0: none)")
+	kind := fs.String("limit-kind", "fixed", "how -burst-limit counts: fixed, sliding or bucket")
+	points := fs.Int("quota", 0, "an app's points quota per -quota-window (0: none)")
+	quotaWindow := fs.Duration("quota-window", time.Hour, "window of -quota")
+	announce := fs.String("announce", "", "when to send RateLimit-Policy/RateLimit: 429, always or beta (default 429; always with -cloud-limits)")
+	rate := fs.Int("rate-limit", 0, "requests allowed per -rate-window, all endpoints together (0: no limit; see -burst-limit)")
 	window := fs.Duration("rate-window", time.Second, "window of -rate-limit")
 	latency := fs.Duration("latency", 0, "delay of every answer")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	limitKinds := map[string]servicedesktest.LimitKind{"fixed": servicedesktest.FixedWindow, "sliding": servicedesktest.SlidingWindow, "bucket": servicedesktest.TokenBucket}
+	lk, ok := limitKinds[*kind]
+	if !ok {
+		return fmt.Errorf("-limit-kind %q: want fixed, sliding or bucket", *kind)
+	}
+	announces := map[string]servicedesktest.Announce{"429": servicedesktest.AnnounceOn429, "always": servicedesktest.AnnounceAlways, "beta": servicedesktest.AnnounceBeta}
+	an, ok := announces[*announce]
+	if !ok && *announce != "" {
+		return fmt.Errorf("-announce %q: want 429, always or beta", *announce)
 	}
 
 	opts := []servicedesktest.Option{servicedesktest.WithAddr(*addr), servicedesktest.WithSeed(*seed)}
@@ -56,6 +78,18 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	if *contextPath != "" {
 		opts = append(opts, servicedesktest.WithContextPath(*contextPath))
+	}
+	if *cloud {
+		opts = append(opts, servicedesktest.WithCloudLimits())
+	}
+	if *burst > 0 {
+		opts = append(opts, servicedesktest.WithBurstLimit(servicedesktest.BurstLimit{Requests: *burst, Kind: lk}))
+	}
+	if *points > 0 {
+		opts = append(opts, servicedesktest.WithQuota(servicedesktest.Quota{Points: *points, Window: *quotaWindow}))
+	}
+	if *announce != "" {
+		opts = append(opts, servicedesktest.WithAnnounce(an))
 	}
 	if *rate > 0 {
 		opts = append(opts, servicedesktest.WithRateLimit(*rate, *window))

@@ -68,6 +68,38 @@ func TestServesTheFakeUntilCancelled(t *testing.T) {
 	assert.Error(t, err, "the server is closed")
 }
 
+// TestRateLimitFlags: -burst-limit with a kind and -announce reach the
+// server: the limit is enforced and announced on every answer.
+func TestRateLimitFlags(t *testing.T) {
+	t.Parallel()
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-addr", addr, "-burst-limit", "2", "-limit-kind", "sliding", "-announce", "always"}, out)
+	}()
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), "serving") }, 5*time.Second, 5*time.Millisecond)
+	statuses := map[int]int{}
+	for i := 0; i < 3; i++ {
+		req, _ := http.NewRequest("POST", "http://"+addr+"/rest/servicedeskapi/servicedesk/1/customer", strings.NewReader(`{"accountIds":["x"]}`))
+		req.SetBasicAuth(servicedesktest.AdminEmail, servicedesktest.AdminToken)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		statuses[resp.StatusCode]++
+		if i == 0 {
+			assert.Equal(t, `"jira-burst-based";q=2;w=1`, resp.Header.Get("RateLimit-Policy"))
+		}
+	}
+	assert.Equal(t, map[int]int{400: 2, 429: 1}, statuses, "two served (x is no customer), the third refused")
+	cancel()
+	require.NoError(t, <-done)
+
+	err := run(context.Background(), []string{"-limit-kind", "leaky"}, &syncBuffer{})
+	assert.ErrorContains(t, err, "-limit-kind")
+}
+
 func TestBusyAddressIsAnError(t *testing.T) {
 	t.Parallel()
 	l, err := net.Listen("tcp", "127.0.0.1:0")

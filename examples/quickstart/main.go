@@ -1,5 +1,6 @@
-// Command quickstart walks through the Customer API: create a customer, add
-// it to a service desk, list every customer of the desk, remove it again.
+// Command quickstart walks through the Customer API: make sure an email is
+// a customer of a service desk (its account created, or found, and added),
+// list every customer of the desk, remove it from the desk again.
 //
 // With no environment set it starts an in-memory JSM (servicedesktest) and
 // runs against that:
@@ -22,11 +23,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
-	"strings"
 
 	"github.com/servicedesk-go/servicedesk"
 	"github.com/servicedesk-go/servicedesk/servicedesktest"
@@ -71,30 +69,26 @@ func run(ctx context.Context, out io.Writer, getenv func(string) string) error {
 		return err
 	}
 
-	// 1. Create the customer; if the email is taken, use that account.
-	cust, err := c.Customers.Create(ctx, servicedesk.CreateCustomerRequest{
-		Email:                    customerEmail,
-		DisplayName:              "Fred F. User",
-		StrictConflictStatusCode: true,
+	// 1. Make sure the email is a customer of the desk, whatever its state:
+	//    the account is created when there is none, found when there is,
+	//    and added to the desk. Repeating it changes nothing.
+	cust, created, err := c.Customers.Ensure(ctx, desk, servicedesk.CreateCustomerRequest{
+		Email:       customerEmail,
+		DisplayName: "Fred F. User",
 	})
-	switch {
-	case errors.Is(err, servicedesk.ErrConflict):
-		fmt.Fprintf(out, "1. %s already has an account\n", customerEmail)
-		if cust, err = findByEmail(ctx, c, customerEmail); err != nil {
-			return err
-		}
-	case err != nil:
-		return err
-	default:
+	if err != nil {
+		return err // says which step failed: create, find or add
+	}
+	if created {
 		fmt.Fprintf(out, "1. Created %s <%s> as %s\n", cust.DisplayName, cust.EmailAddress, cust.AccountID)
+	} else {
+		fmt.Fprintf(out, "1. %s already has an account\n", customerEmail)
 	}
+	fmt.Fprintf(out, "2. %s is a customer of service desk %s\n", cust.DisplayName, desk)
 	ids := servicedesk.CustomerIDs{AccountIDs: []string{cust.AccountID}}
-
-	// 2. Add it to the desk (a no-op if it is there already).
-	if err := c.Customers.Add(ctx, desk, ids); err != nil {
-		return err
+	if cust.AccountID == "" { // Data Center names accounts by username
+		ids = servicedesk.CustomerIDs{Usernames: []string{cust.Name}}
 	}
-	fmt.Fprintf(out, "2. Added %s to service desk %s\n", cust.DisplayName, desk)
 
 	// 3. Walk every customer of the desk, page by page behind the scenes.
 	fmt.Fprintf(out, "3. Customers of service desk %s:\n", desk)
@@ -119,21 +113,4 @@ func run(ctx context.Context, out io.Writer, getenv func(string) string) error {
 	fmt.Fprintf(out, "4. Removed %s from service desk %s\n", cust.DisplayName, desk)
 	fmt.Fprintln(out, "Done.")
 	return nil
-}
-
-// findByEmail finds the account of an email that already exists, on a desk
-// or not, with Jira's user search: the Customer API has no look-up by email,
-// and Client.Do reaches any endpoint of the site with the same credentials,
-// retries and errors.
-func findByEmail(ctx context.Context, c *servicedesk.Client, email string) (*servicedesk.Customer, error) {
-	var users []servicedesk.Customer
-	if err := c.Do(ctx, http.MethodGet, "/rest/api/3/user/search", url.Values{"query": {email}}, nil, &users); err != nil {
-		return nil, err
-	}
-	for _, u := range users {
-		if strings.EqualFold(u.EmailAddress, email) {
-			return &u, nil
-		}
-	}
-	return nil, fmt.Errorf("%s has an account that user search does not show (its email may be hidden)", email)
 }

@@ -1,0 +1,302 @@
+package forge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/MicahParks/jwkset"
+	"golang.org/x/time/rate"
+)
+
+// The JWKS is read, parsed and stored by jwkset (under keyfunc), with its
+// refresh-on-unknown-kid. What this file adds, because jwkset does not do
+// it the way a Forge remote needs:
+//
+//   - No I/O before the first invocation: jwkset.NewStorageFromHTTP fetches
+//     as it is made, so it is made by the first fetch, not by NewVerifier.
+//   - One fetch at a time, and callers that need the keys wait for it only
+//     as long as their own context allows. The fetch itself runs to its own
+//     bound (jwksFetchTimeout), so one impatient invocation does not waste
+//     it for the others.
+//   - A refresh limit that never makes a caller wait: jwkset's
+//     RefreshUnknownKID limiter blocks a reader until a token frees up
+//     (the same context then bounds the fetch), where an invocation should
+//     be refused at once and the next one tried later. jwkset is given an
+//     unlimited limiter, and the gate is here.
+//   - The error of a failed fetch, which jwkset hands only to a handler,
+//     kept to say why invocations are refused.
+//   - A bounded body, and no credentials (see jwksClient).
+
+// jwksFetchTimeout bounds one fetch of the JWKS.
+const jwksFetchTimeout = 10 * time.Second
+
+// maxJWKSBytes bounds the JWKS read: Atlassian's is a few kilobytes.
+const maxJWKSBytes = 1 << 20
+
+// keySet is the JWKS of one Verifier.
+type keySet struct {
+	url    string
+	client *http.Client
+	every  time.Duration // least time between two fetches after the first
+
+	mu        sync.Mutex
+	cached    jwkset.Storage // the keys fetched; reading it does no I/O
+	refresher jwkset.Storage // jwkset's client over cached: reading an unknown kid fetches again
+	fetching  chan struct{}  // closed when the fetch in flight ends
+	fetches   int            // fetches started
+	next      time.Time      // no fetch before this (after the first two)
+	lastErr   error          // why the last fetch failed; nil once one succeeds
+	// refreshErr is what jwkset's refresh handler was told during the
+	// fetch in flight.
+	refreshErr error
+}
+
+func newKeySet(u string, client *http.Client, every time.Duration) *keySet {
+	return &keySet{url: u, client: client, every: every}
+}
+
+// keyStore is the jwkset.Storage that keyfunc reads keys from. keyfunc
+// calls KeyRead (and KeyReadAll for a token with no kid, which Verify
+// refuses before); the rest of the interface comes from an empty set.
+type keyStore struct {
+	*jwkset.MemoryJWKSet
+	keys *keySet
+}
+
+func (k *keySet) storage() jwkset.Storage {
+	return keyStore{MemoryJWKSet: jwkset.NewMemoryStorage(), keys: k}
+}
+
+func (s keyStore) KeyRead(ctx context.Context, kid string) (jwkset.JWK, error) {
+	return s.keys.key(ctx, kid)
+}
+
+func (s keyStore) KeyReadAll(ctx context.Context) ([]jwkset.JWK, error) {
+	s.keys.mu.Lock()
+	cached := s.keys.cached
+	s.keys.mu.Unlock()
+	if cached == nil {
+		return nil, nil
+	}
+	return cached.KeyReadAll(ctx)
+}
+
+// keyError is why no key could be had for a token.
+type keyError struct {
+	reason string
+	cause  error
+}
+
+func (e *keyError) Error() string { return e.reason }
+func (e *keyError) Unwrap() error { return e.cause }
+
+// key returns the key of kid: from the keys fetched, or by fetching them
+// (again) when the refresh limit allows.
+func (k *keySet) key(ctx context.Context, kid string) (jwkset.JWK, error) {
+	if jwk, ok := k.lookup(ctx, kid); ok {
+		return jwk, nil
+	}
+	done, err := k.startFetch(ctx, kid)
+	if err != nil {
+		return jwkset.JWK{}, err
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return jwkset.JWK{}, &keyError{reason: "the JWKS fetch did not end in time: " + ctx.Err().Error(), cause: ctx.Err()}
+	}
+	if jwk, ok := k.lookup(ctx, kid); ok {
+		return jwk, nil
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.lastErr != nil {
+		return jwkset.JWK{}, k.unavailable()
+	}
+	return jwkset.JWK{}, &keyError{reason: "the token's kid is not in the JWKS"}
+}
+
+// lookup reads kid from the keys fetched, without I/O.
+func (k *keySet) lookup(ctx context.Context, kid string) (jwkset.JWK, bool) {
+	k.mu.Lock()
+	cached := k.cached
+	k.mu.Unlock()
+	if cached == nil {
+		return jwkset.JWK{}, false
+	}
+	jwk, err := cached.KeyRead(ctx, kid)
+	return jwk, err == nil
+}
+
+// unavailable says why the JWKS cannot be had. Callers hold k.mu.
+func (k *keySet) unavailable() error {
+	return &keyError{reason: "the JWKS could not be fetched: " + fetchErrorText(k.lastErr), cause: k.lastErr}
+}
+
+// startFetch returns the fetch in flight, or starts one when the refresh
+// limit allows; else it refuses at once.
+func (k *keySet) startFetch(ctx context.Context, kid string) (<-chan struct{}, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.fetching != nil {
+		return k.fetching, nil
+	}
+	now := time.Now()
+	if now.Before(k.next) {
+		wait := k.next.Sub(now).Round(time.Second)
+		if k.lastErr != nil {
+			err := k.unavailable().(*keyError)
+			err.reason += fmt.Sprintf("; next try in %v", wait)
+			return nil, err
+		}
+		return nil, &keyError{reason: fmt.Sprintf("the token's kid is not in the JWKS (fetched again no sooner than in %v)", wait)}
+	}
+	// The first fetch loads the keys and the second is the refresh a new
+	// key is owed; after that, one per k.every.
+	if k.fetches++; k.fetches >= 2 {
+		k.next = now.Add(k.every)
+	}
+	done := make(chan struct{})
+	k.fetching = done
+	go k.fetch(context.WithoutCancel(ctx), kid, done)
+	return done, nil
+}
+
+// fetch fetches the JWKS: the first time by making jwkset's storage,
+// after that through its refresh on an unknown kid.
+func (k *keySet) fetch(ctx context.Context, kid string, done chan struct{}) {
+	ctx, cancel := context.WithTimeout(ctx, jwksFetchTimeout)
+	var err error
+	defer func() {
+		cancel()
+		k.mu.Lock()
+		k.lastErr = err
+		k.fetching = nil
+		k.mu.Unlock()
+		close(done)
+	}()
+	k.mu.Lock()
+	refresher := k.refresher
+	k.refreshErr = nil
+	k.mu.Unlock()
+	if refresher != nil {
+		_, _ = refresher.KeyRead(ctx, kid) // ErrKeyNotFound when the new set lacks it too
+		k.mu.Lock()
+		err = k.refreshErr
+		k.mu.Unlock()
+		return
+	}
+	var cached jwkset.Storage
+	cached, err = jwkset.NewStorageFromHTTP(k.url, jwkset.HTTPClientStorageOptions{
+		Client:      k.client,
+		Ctx:         ctx, // bounds this first fetch; no refresh goroutine is started
+		HTTPTimeout: jwksFetchTimeout,
+		// A later refresh's error reaches only this handler: keep it.
+		RefreshErrorHandler: func(_ context.Context, e error) {
+			k.mu.Lock()
+			k.refreshErr = e
+			k.mu.Unlock()
+		},
+	})
+	if err != nil {
+		return
+	}
+	refresher, err = jwkset.NewHTTPClient(jwkset.HTTPClientOptions{
+		HTTPURLs:          map[string]jwkset.Storage{k.url: cached},
+		RefreshUnknownKID: rate.NewLimiter(rate.Inf, 1), // the limit is startFetch's
+		RateLimitWaitMax:  jwksFetchTimeout,
+	})
+	if err != nil {
+		return
+	}
+	k.mu.Lock()
+	k.cached, k.refresher = cached, refresher
+	k.mu.Unlock()
+}
+
+// fetchErrorText is a fetch's failure in few words: the status, a network
+// error or a parse error, without the URL that jwkset and net/http repeat.
+func fetchErrorText(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return fmt.Sprintf("it is larger than %d bytes", tooLarge.Limit)
+	case errors.Is(err, jwkset.ErrInvalidHTTPStatusCode):
+		_, status, _ := strings.Cut(err.Error(), jwkset.ErrInvalidHTTPStatusCode.Error()+": ")
+		return "status " + status
+	}
+	return err.Error()
+}
+
+// jwksClient is the http.Client of the JWKS fetches: the user's Transport
+// and Timeout (or http.DefaultTransport), no cookie jar (nothing but a bare
+// GET goes to the JWKS), redirects only to https:// (or loopback), and the
+// answer's body bounded.
+func jwksClient(user *http.Client) *http.Client {
+	var rt http.RoundTripper = http.DefaultTransport
+	hc := &http.Client{}
+	if user != nil {
+		if user.Transport != nil {
+			rt = user.Transport
+		}
+		hc.Timeout = user.Timeout
+	}
+	hc.Transport = boundedBody{rt}
+	hc.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if len(via) >= 5 {
+			return errors.New("stopped after 5 redirects")
+		}
+		if req.URL.Scheme != "https" && !isLoopback(req.URL.Hostname()) {
+			return errors.New("refused a redirect to plain http://")
+		}
+		return nil
+	}
+	return hc
+}
+
+// boundedBody cuts answers off at maxJWKSBytes: jwkset decodes the body
+// as it comes, with no bound of its own.
+type boundedBody struct{ rt http.RoundTripper }
+
+func (b boundedBody) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := b.rt.RoundTrip(req)
+	if resp != nil && resp.Body != nil {
+		resp.Body = http.MaxBytesReader(nil, resp.Body, maxJWKSBytes)
+	}
+	return resp, err
+}
+
+// checkJWKSURL refuses a JWKS URL that anyone on the path could answer.
+func checkJWKSURL(raw string) error {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || u.Host == "" || u.User != nil || u.Fragment != "":
+		return invalidInput("WithJWKSURL", "url", "is not an absolute URL without credentials")
+	case u.Scheme == "https":
+	case u.Scheme == "http" && isLoopback(u.Hostname()):
+	default:
+		return invalidInput("WithJWKSURL", "url", "must be https:// (or http:// to a loopback host): the keys decide what is trusted")
+	}
+	return nil
+}
+
+// isLoopback reports whether host names this machine: a loopback IP, or
+// "localhost".
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
