@@ -15,8 +15,9 @@ type op struct {
 	limit  float64       // opRate: the limit, requests a second; opGlobalRate: the rate
 	burst  int           // opGlobalRate: the bucket size
 	count  int           // opSpend, opGlobalSpend: what the server says is left
-	reason string        // pauses: RateLimit-Reason; opRate: the policy
-	why    string        // pauses: what happened, for refusals
+	reason string        // pauses: the 429's RateLimit-Reason
+	policy string        // pauses, opRate: the policy
+	cause  string        // pauses: why, for refusals; opGiveBack: the reservation's epoch
 }
 
 type opKind string
@@ -29,7 +30,7 @@ const (
 	opCut           opKind = "cut" // lower the rate after a 429 that announced none
 	opGlobalRate    opKind = "grate"
 	opGlobalSpend   opKind = "gspend"
-	opGiveBack      opKind = "back" // a reservation given up; why is its epoch
+	opGiveBack      opKind = "back" // a reservation given up
 )
 
 // opsFor is what an answer, received at now, changes: the governor's learn
@@ -51,23 +52,23 @@ func opsFor(o servicedesk.Outcome, now time.Time) []op {
 			name := cleanName(p.Name)
 			if isQuota(p.Name) {
 				if !p.Beta && p.Remaining == 0 && p.Reset.After(now) {
-					ops = append(ops, op{kind: opPauseAll, wait: boundWait(p.Reset.Sub(now)),
-						reason: reasonOfPolicy(name), why: "paused: none left of " + orWord(name, "a quota") + ", as announced"})
+					ops = append(ops, op{kind: opPauseAll, wait: boundWait(p.Reset.Sub(now)), policy: name,
+						cause: "until the quota resets: the server said none is left"})
 				}
 				continue
 			}
 			if !announced && p.Quota > 0 && p.Window > 0 {
-				ops = append(ops, op{kind: opRate, limit: boundLimit(float64(p.Quota) / p.Window.Seconds()), reason: name})
+				ops = append(ops, op{kind: opRate, limit: boundRate(float64(p.Quota) / p.Window.Seconds()), policy: name})
 				announced = true
 			}
 			if p.Remaining >= 0 && !p.Beta {
-				ops = append(ops, op{kind: opSpend, count: boundCount(p.Remaining)})
-				// Nothing left until a reset more than a second away: wait
-				// for it. A one-second window's "t=1" is rounded up and may
-				// be a millisecond away; the drained bucket paces that.
-				if p.Remaining == 0 && p.Reset.Sub(now) > time.Second {
-					ops = append(ops, op{kind: opPauseEndpoint, wait: boundWait(p.Reset.Sub(now)),
-						reason: reasonOfPolicy(name), why: "paused: none left of " + orWord(name, "a limit") + ", as announced"})
+				// r is the server's count of what is left in its window:
+				// none means none until t, whatever the bucket holds.
+				if p.Remaining == 0 && p.Reset.After(now) {
+					ops = append(ops, op{kind: opPauseEndpoint, wait: boundWait(p.Reset.Sub(now)), policy: name,
+						cause: "until the window resets: the server said none are left"})
+				} else {
+					ops = append(ops, op{kind: opSpend, count: boundCount(p.Remaining)})
 				}
 			}
 		}
@@ -75,9 +76,9 @@ func opsFor(o servicedesk.Outcome, now time.Time) []op {
 	switch {
 	case rl.FillRate > 0 && rl.Interval > 0:
 		// Data Center: one bucket for all of this user's requests.
-		g := op{kind: opGlobalRate, limit: boundLimit(float64(rl.FillRate) / rl.Interval.Seconds()), burst: 1}
+		g := op{kind: opGlobalRate, limit: boundRate(float64(rl.FillRate) / rl.Interval.Seconds()), burst: 1}
 		if rl.Limit > 0 {
-			g.burst = boundCount(rl.Limit)
+			g.burst = min(rl.Limit, maxBurst)
 		}
 		ops = append(ops, g)
 		if rl.Remaining >= 0 {
@@ -86,7 +87,7 @@ func opsFor(o servicedesk.Outcome, now time.Time) []op {
 		announced = true
 	case !announced && rl.Reason == "jira-burst-based" && rl.Limit > 0:
 		// On Cloud, X-RateLimit-Limit of a burst limit is per second.
-		ops = append(ops, op{kind: opRate, limit: boundLimit(float64(rl.Limit)), reason: rl.Reason})
+		ops = append(ops, op{kind: opRate, limit: boundRate(float64(rl.Limit)), policy: cleanName(rl.Reason)})
 		announced = true
 	}
 	if o.StatusCode == 429 {
@@ -99,26 +100,26 @@ func opsFor(o servicedesk.Outcome, now time.Time) []op {
 // everything, until the wait is over.
 func throttled(o servicedesk.Outcome, announced bool) []op {
 	rl := o.RateLimit
+	policy := ""
+	for _, p := range rl.Policies[:min(len(rl.Policies), maxPolicies)] {
+		if !p.Beta && p.Remaining == 0 {
+			policy = cleanName(p.Name)
+			break
+		}
+	}
 	reason := cleanName(rl.Reason)
 	wait := boundWait(o.Wait)
-	if quota429(rl, o.Wait) {
-		return []op{{kind: opPauseAll, wait: wait, reason: reason, why: "paused after a 429"}}
+	if quota429(rl, wait) {
+		return []op{{kind: opPauseAll, wait: wait, reason: reason, policy: policy, cause: "after a 429"}}
 	}
 	if wait <= 0 {
 		wait = time.Second // burst limits are per second
 	}
-	ops := []op{{kind: opPauseEndpoint, wait: wait, reason: reason, why: "paused after a 429"}}
+	ops := []op{{kind: opPauseEndpoint, wait: wait, reason: reason, policy: policy, cause: "after a 429"}}
 	if !announced {
 		ops = append(ops, op{kind: opCut})
 	}
 	return ops
-}
-
-func orWord(s, word string) string {
-	if s == "" {
-		return word
-	}
-	return s
 }
 
 // news keeps the ops that change what Redis holds, as far as the state
@@ -150,20 +151,20 @@ func news(ops []op, st state) []op {
 	return out
 }
 
-// args encodes ops for learnScript: six values each.
+// args encodes ops for learnScript: seven values each.
 func (o op) args() []any {
 	f := func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
 	switch o.kind {
 	case opPauseAll, opPauseEndpoint:
-		return []any{string(o.kind), o.wait.Microseconds(), 0, 0, o.reason, o.why}
+		return []any{string(o.kind), o.wait.Microseconds(), 0, 0, o.reason, o.cause, o.policy}
 	case opRate:
-		return []any{string(o.kind), f(o.limit), f(paceRate(o.limit)), paceBurst(o.limit), o.reason, ""}
+		return []any{string(o.kind), f(o.limit), f(paceRate(o.limit)), paceBurst(o.limit), o.policy, "", ""}
 	case opSpend, opGlobalSpend:
-		return []any{string(o.kind), o.count, 0, 0, "", ""}
+		return []any{string(o.kind), o.count, 0, 0, "", "", ""}
 	case opGlobalRate:
-		return []any{string(o.kind), f(o.limit), o.burst, 0, "", ""}
+		return []any{string(o.kind), f(o.limit), o.burst, 0, "", "", ""}
 	case opGiveBack:
-		return []any{string(o.kind), 0, 0, 0, o.why, ""}
+		return []any{string(o.kind), 0, 0, 0, o.cause, "", ""}
 	}
-	return []any{string(o.kind), 0, 0, 0, "", ""}
+	return []any{string(o.kind), 0, 0, 0, "", "", ""}
 }

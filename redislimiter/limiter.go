@@ -30,6 +30,7 @@
 package redislimiter
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -183,8 +184,9 @@ type release struct {
 // pause is a time before which nothing may be sent, and why.
 type pause struct {
 	until  time.Time
-	reason string // RateLimit-Reason
-	why    string
+	reason string // RateLimit-Reason of the 429 that caused it
+	policy string // the policy that caused it
+	cause  string // "after a 429", "until the quota resets: …"
 }
 
 func (l *limiter) endpoint(ep servicedesk.Endpoint) *endpoint {
@@ -219,7 +221,8 @@ func (l *limiter) Wait(ctx context.Context, ep servicedesk.Endpoint, maxWait tim
 		return l.invalid
 	}
 	defer l.writeLogs()
-	now := time.Now()
+	start := time.Now()
+	now := start
 	deadline, ctxFirst := now.Add(max(maxWait, 0)), false
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline, ctxFirst = d, true
@@ -239,9 +242,14 @@ func (l *limiter) Wait(ctx context.Context, ep servicedesk.Endpoint, maxWait tim
 			return err
 		}
 		now = time.Now()
+		// refuse is the error of a request that cannot go out in time.
+		refuse := func(r refused) error {
+			r.maxWait, r.waited, r.ctxFirst = deadline.Sub(now), now.Sub(start), ctxFirst
+			return refusal(r)
+		}
 		if p := l.pausedLocally(e, now); p != nil && p.until.After(deadline) {
 			abandon()
-			return refusal(p.until.Sub(now), p.why, p.reason, p.reason, maxWait, ctxFirst)
+			return refuse(refused{wait: p.until.Sub(now), pause: p})
 		}
 		if o := l.outage.Load(); o != nil {
 			return l.waitLocally(ctx, e, o, deadline)
@@ -259,11 +267,12 @@ func (l *limiter) Wait(ctx context.Context, ep servicedesk.Endpoint, maxWait tim
 			e.admitted(lease, nil)
 			return nil
 		case codeRefusedPace:
-			return refusal(r.wait, "paced", r.why, reasonOfPolicy(r.why), maxWait, ctxFirst)
+			return refuse(refused{wait: r.wait, policy: r.policy, rate: r.st.rate, queued: r.queued})
 		case codeRefusedPause, codePaused:
-			l.remember(e, r.global, &pause{until: now.Add(r.wait), reason: r.reason, why: r.why})
+			p := &pause{until: now.Add(r.wait), reason: r.reason, policy: r.policy, cause: r.cause}
+			l.remember(e, r.global, p)
 			if r.code == codeRefusedPause {
-				return refusal(r.wait, r.why, r.reason, r.reason, maxWait, ctxFirst)
+				return refuse(refused{wait: r.wait, pause: p})
 			}
 			confirm = false
 		case codeWait:
@@ -308,7 +317,7 @@ func (l *limiter) Done(ep servicedesk.Endpoint, o servicedesk.Outcome) {
 	ops := opsFor(o, now)
 	for _, op := range ops {
 		if op.kind == opPauseAll || op.kind == opPauseEndpoint {
-			l.remember(e, op.kind == opPauseAll, &pause{until: now.Add(op.wait), reason: op.reason, why: op.why})
+			l.remember(e, op.kind == opPauseAll, &pause{until: now.Add(op.wait), reason: op.reason, policy: op.policy, cause: op.cause})
 		}
 	}
 	defer l.writeLogs()
@@ -421,7 +430,7 @@ func (l *limiter) giveBack(e *endpoint, epoch string) {
 	if l.outage.Load() != nil {
 		return
 	}
-	if _, err := l.learn(e, []op{{kind: opGiveBack, why: epoch}}, nil); err != nil {
+	if _, err := l.learn(e, []op{{kind: opGiveBack, cause: epoch}}, nil); err != nil {
 		l.fail(err)
 	}
 }
@@ -536,26 +545,60 @@ func (e *endpoint) done() (lease string, local servicedesk.RateLimiter) {
 	return lease, nil
 }
 
+// refused describes a request the limiter will not let out in time.
+type refused struct {
+	wait     time.Duration // how long it would have had to wait
+	pause    *pause        // the pause holding it, if that is why
+	policy   string        // the policy pacing it
+	rate     float64       // the pace; 0: none known
+	queued   int           // requests queued ahead of it
+	maxWait  time.Duration // what was left of the allowance
+	waited   time.Duration // already waited in this Wait
+	ctxFirst bool          // the context's deadline came before the allowance ran out
+}
+
 // refusal is the error of a request the limiter will not let out in time:
 // within maxWait, or before the context's deadline when that comes first.
-// It reads as the in-process governor's: what holds the requests, named
-// (a RateLimit-Reason or a policy) when known.
-func refusal(wait time.Duration, what, named, reason string, maxWait time.Duration, ctxFirst bool) *servicedesk.Error {
-	limit := fmt.Sprintf("WithRateLimitWait allows %v", maxWait.Round(time.Millisecond))
-	if ctxFirst {
-		limit = "the context's deadline comes first"
+// It reads as the in-process governor's (and sets RateLimit.Reason and
+// Policy as it does).
+func refusal(r refused) *servicedesk.Error {
+	var b strings.Builder
+	b.WriteString("not sent: ")
+	rl := servicedesk.RateLimit{Limit: -1, Remaining: -1, FillRate: -1, RetryAfter: -1}
+	if p := r.pause; p != nil {
+		rl.Reason, rl.Policy = p.reason, p.policy
+		b.WriteString("paused ")
+		b.WriteString(cmp.Or(p.cause, "by another process"))
+		if named := strings.Trim(p.reason+", "+p.policy, ", "); named != "" {
+			b.WriteString(" (" + named + ")")
+		}
+		fmt.Fprintf(&b, " for another %v", r.wait.Round(time.Millisecond))
+	} else {
+		rl.Policy = r.policy
+		b.WriteString("paced")
+		if r.rate > 0 {
+			fmt.Fprintf(&b, " at %.3g a second", r.rate)
+		}
+		if r.policy != "" {
+			b.WriteString(" (" + r.policy + ")")
+		}
+		if r.queued > 0 {
+			fmt.Fprintf(&b, ", %d requests queued ahead", r.queued)
+		}
+		fmt.Fprintf(&b, ": its turn comes in %v", r.wait.Round(time.Millisecond))
 	}
-	if what == "" {
-		what = "paused"
+	if r.ctxFirst {
+		b.WriteString("; the context's deadline comes first")
+	} else {
+		fmt.Fprintf(&b, "; WithRateLimitWait allows %v", max(r.maxWait, 0).Round(time.Millisecond))
+		if r.waited >= time.Millisecond {
+			fmt.Fprintf(&b, " more after %v waited", r.waited.Round(time.Millisecond))
+		}
+		if r.pause == nil {
+			fmt.Fprintf(&b, " (%v would have served it)", (r.wait+r.waited).Round(100*time.Millisecond)+100*time.Millisecond)
+		}
 	}
-	msg := "not sent: requests are " + what
-	if named != "" {
-		msg += " (" + named + ")"
-	}
-	msg += fmt.Sprintf(" for another %v; %s", wait.Round(time.Millisecond), limit)
-	return &servicedesk.Error{StatusCode: 429, Message: msg, RetryAfter: max(wait, 0), RateLimit: servicedesk.RateLimit{
-		Limit: -1, Remaining: -1, FillRate: -1, RetryAfter: -1, Reason: reason,
-	}}
+	return &servicedesk.Error{StatusCode: 429, Message: b.String(), RetryAfter: max(r.wait, 0), RateLimit: rl}
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

@@ -87,37 +87,38 @@ func TestPacingIsSharedBetweenProcesses(t *testing.T) {
 	a, _ := newLimiter(t, shared, pfx, cfg)
 	b, _ := newLimiter(t, shared, pfx, cfg)
 
-	// A limit of 100 a second is a bucket of 15 (paced at 84 a second):
+	// A limit of 100 a second is a bucket of 4 (paced at 95 a second):
 	// the two processes share it.
 	n, took, err := admitNowTimed(t, addEp, a, b)
-	assertBucket(t, n, 15, 84, took, "two processes")
+	assertBucket(t, n, 4, 95, took, "two processes")
 	apiErr := rateLimited(t, err)
-	assert.LessOrEqual(t, apiErr.RetryAfter, time.Second/84+time.Millisecond)
-	assert.Contains(t, apiErr.Message, "not sent: requests are paced")
+	assert.LessOrEqual(t, apiErr.RetryAfter, time.Second/95+time.Millisecond)
+	assert.Contains(t, apiErr.Message, "not sent: paced at 95 a second: its turn comes in")
 
 	// A third process of another site has a bucket of its own.
 	other, _ := newLimiter(t, shared, prefix(t), cfg)
 	n, took, _ = admitNowTimed(t, addEp, other)
-	assertBucket(t, n, 15, 84, took, "another prefix")
+	assertBucket(t, n, 4, 95, took, "another prefix")
 }
 
 func TestWaitSleepsItsTurnWithinMaxWait(t *testing.T) {
 	t.Parallel()
-	cfg := servicedesk.RateLimiterConfig{Rates: map[servicedesk.Endpoint]float64{addEp: 20}} // burst 3, 16 a second
+	cfg := servicedesk.RateLimiterConfig{Rates: map[servicedesk.Endpoint]float64{addEp: 20}} // a bucket of 1, 18 a second
 	a, _ := newLimiter(t, shared, prefix(t), cfg)
 	ctx := context.Background()
 	n, took, _ := admitNowTimed(t, addEp, a)
-	assertBucket(t, n, 3, 16, took, "a bucket of 3")
+	assertBucket(t, n, 1, 18, took, "a bucket of 1")
 
 	start := time.Now()
 	require.NoError(t, a.Wait(ctx, addEp, time.Second))
-	assert.GreaterOrEqual(t, time.Since(start), 40*time.Millisecond, "waited its turn (1/16 s after the last)")
+	assert.GreaterOrEqual(t, time.Since(start), 40*time.Millisecond, "waited its turn (1/18 s after the last)")
 
 	// Too short a wait: refused at once, with how long it would have been.
 	start = time.Now()
 	apiErr := rateLimited(t, a.Wait(ctx, addEp, 5*time.Millisecond))
 	assert.Less(t, time.Since(start), 40*time.Millisecond, "refused without waiting")
-	assert.Contains(t, apiErr.Message, "WithRateLimitWait allows 5ms")
+	assert.Contains(t, apiErr.Message, "not sent: paced at 18 a second: its turn comes in")
+	assert.Contains(t, apiErr.Message, "WithRateLimitWait allows")
 
 	// The context's deadline, when it comes first, bounds it the same way.
 	dctx, cancel := context.WithTimeout(ctx, 5*time.Millisecond)
@@ -177,8 +178,9 @@ func TestAnnouncedNoneLeftOfAQuotaPausesEverything(t *testing.T) {
 
 	apiErr := rateLimited(t, b.Wait(ctx, listEp, time.Second))
 	assert.InDelta(t, 10*time.Minute, apiErr.RetryAfter, float64(time.Second))
-	assert.Equal(t, "jira-quota-global-based", apiErr.RateLimit.Reason, "the reason Jira gives for that policy")
-	assert.Contains(t, apiErr.Message, "none left of global-app-quota, as announced")
+	assert.Empty(t, apiErr.RateLimit.Reason, "no 429 came")
+	assert.Equal(t, "global-app-quota", apiErr.RateLimit.Policy)
+	assert.Contains(t, apiErr.Message, "paused until the quota resets: the server said none is left (global-app-quota)")
 }
 
 func TestALearnedLimitPacesEveryProcess(t *testing.T) {
@@ -202,7 +204,8 @@ func TestALearnedLimitPacesEveryProcess(t *testing.T) {
 	assert.Equal(t, 1, n)
 	apiErr := rateLimited(t, err)
 	assert.InDelta(t, time.Second/8, apiErr.RetryAfter, float64(10*time.Millisecond))
-	assert.Contains(t, apiErr.Message, "paced (jira-burst-based)")
+	assert.Contains(t, apiErr.Message, "paced at 8 a second (jira-burst-based)")
+	assert.Equal(t, "jira-burst-based", apiErr.RateLimit.Policy)
 }
 
 func TestWhatTheServerSaysIsBounded(t *testing.T) {
@@ -362,12 +365,12 @@ func TestAnInvalidConfigurationFailsBeforeSending(t *testing.T) {
 
 func TestACancelledWaitGivesItsTurnBack(t *testing.T) {
 	t.Parallel()
-	cfg := servicedesk.RateLimiterConfig{Rates: map[servicedesk.Endpoint]float64{addEp: 20}} // burst 3, 16 a second
+	cfg := servicedesk.RateLimiterConfig{Rates: map[servicedesk.Endpoint]float64{addEp: 20}} // a bucket of 1, 18 a second
 	pfx := prefix(t)
 	a, _ := newLimiter(t, shared, pfx, cfg)
 	_, _ = admitNow(t, addEp, a)
 
-	// Ten waiters queue for 10/16 s, and give up.
+	// Ten waiters queue for 10/18 s, and give up.
 	ctx, cancel := context.WithCancel(context.Background())
 	errs := make(chan error, 10)
 	for range 10 {
@@ -379,7 +382,7 @@ func TestACancelledWaitGivesItsTurnBack(t *testing.T) {
 		require.ErrorIs(t, <-errs, context.Canceled)
 	}
 	// Their turns are given back at once: the bucket is as it was (empty,
-	// 3/16 s from full), not 13/16 s from full.
+	// 1/18 s from full), not 11/18 s from full.
 	rdb, _ := shared.client(t)
 	require.Eventually(t, func() bool {
 		tat, _ := rdb.HGet(context.Background(), a.endpoint(addEp).key, "tat").Float64()
@@ -389,11 +392,11 @@ func TestACancelledWaitGivesItsTurnBack(t *testing.T) {
 }
 
 // TestReservationsAtAnOldPaceAreMadeAgain: requests waiting their turn at
-// 16 a second when the site announces 2 a second go at the new pace, not
+// 18 a second when the site announces 2 a second go at the new pace, not
 // at the turns they held.
 func TestReservationsAtAnOldPaceAreMadeAgain(t *testing.T) {
 	t.Parallel()
-	cfg := servicedesk.RateLimiterConfig{Rates: map[servicedesk.Endpoint]float64{addEp: 20}} // burst 3, 16 a second
+	cfg := servicedesk.RateLimiterConfig{Rates: map[servicedesk.Endpoint]float64{addEp: 20}} // a bucket of 1, 18 a second
 	pfx := prefix(t)
 	a, _ := newLimiter(t, shared, pfx, cfg)
 	b, _ := newLimiter(t, shared, pfx, cfg)

@@ -23,12 +23,13 @@ const (
 // listed (GET).
 const deskCustomersTemplate = "/rest/servicedeskapi/servicedesk/{serviceDeskId}/customer"
 
-// Bounds on what a server may make the limiter do: no answer stops the
-// fleet for good, however large its numbers.
+// Bounds on what a server may make the limiter do, the governor's: no
+// answer stops the fleet for good, however large its numbers.
 const (
 	maxPause = 24 * time.Hour // the longest pause or wait an answer can cause
-	minLimit = 1.0 / 30       // the lowest limit an answer can set: paced at one request a minute
-	maxLimit = 1e5            // requests a second; above it, pacing is moot
+	minRate  = 1.0 / 60       // the slowest pace an answer can set: one request a minute
+	maxRate  = 1e6            // requests a second; above it, pacing is moot
+	maxBurst = 1 << 16        // the largest bucket
 	maxCount = 1 << 20        // the largest remaining count believed
 	// maxPolicies bounds how many structured policies of one answer are read.
 	maxPolicies = 16
@@ -42,7 +43,7 @@ const (
 // nothing is known (then nothing is paced until an answer says).
 func startLimit(cfg servicedesk.RateLimiterConfig, ep servicedesk.Endpoint) float64 {
 	if n, ok := cfg.Rates[ep]; ok && n > 0 {
-		return boundLimit(n)
+		return boundRate(n)
 	}
 	if !cfg.Cloud {
 		return 0
@@ -62,21 +63,21 @@ func startLimit(cfg servicedesk.RateLimiterConfig, ep servicedesk.Endpoint) floa
 func paceRate(n float64) float64 {
 	b := float64(paceBurst(n))
 	if n >= 10 {
-		return min(0.85*n, n-b-1)
+		return n - b - 1
 	}
-	return max(n-b, 0.5*n)
+	return max(n-b, 0.5*n, minRate)
 }
 
 func paceBurst(n float64) int {
-	return max(1, int(0.15*n))
+	return min(max(1, int(0.04*n)), maxBurst)
 }
 
-// boundLimit keeps a limit a server announced within [minLimit, maxLimit].
-func boundLimit(n float64) float64 {
+// boundRate keeps a limit a server announced within [minRate, maxRate].
+func boundRate(n float64) float64 {
 	if math.IsNaN(n) {
-		return minLimit
+		return minRate
 	}
-	return min(max(n, minLimit), maxLimit)
+	return min(max(n, minRate), maxRate)
 }
 
 // boundWait keeps a wait a server asked for within [0, maxPause].
@@ -106,21 +107,6 @@ func quota429(rl servicedesk.RateLimit, wait time.Duration) bool {
 		return rl.RetryAfter < 0 && !rl.Reset.IsZero()
 	}
 	return wait > shortWait
-}
-
-// reasonOfPolicy is the RateLimit-Reason Jira sends when a policy's limit
-// is reached, so that a pause the limiter took on an announcement reads as
-// one that followed a 429 (apiErr.RateLimit.Reason == "jira-quota-global-based").
-func reasonOfPolicy(policy string) string {
-	switch policy {
-	case "global-app-quota":
-		return "jira-quota-global-based"
-	case "tenant-app-quota":
-		return "jira-quota-tenant-based"
-	case "jira-burst-based":
-		return policy
-	}
-	return ""
 }
 
 // maxName bounds the reasons and policy names the limiter keeps.

@@ -39,6 +39,8 @@ local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local nowms = math.floor(now / 1000)
 local proc, keyttl, leasettl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local function num(x) return string.format('%.17g', x) end
+-- pburst is paceBurst (policy.go) of a pace.
+local function pburst(r) return math.min(math.max(1, math.floor(0.04 * r)), 65536) end
 
 local argi = 8
 for i = 1, tonumber(ARGV[7]) do
@@ -48,20 +50,20 @@ for i = 1, tonumber(ARGV[7]) do
 end
 
 local e = {}
-local E = redis.call('HMGET', KEYS[1], 'n', 'rate', 'burst', 'tat', 'epoch', 'pu', 'pr', 'pw', 'cut', 'lc', 'ceil', 'src', 'ge', 'ln')
+local E = redis.call('HMGET', KEYS[1], 'n', 'rate', 'burst', 'tat', 'epoch', 'pu', 'pr', 'pw', 'cut', 'lc', 'ceil', 'src', 'ge', 'ln', 'pp')
 if E[2] then
   e.n, e.rate, e.burst, e.tat, e.epoch = tonumber(E[1]) or 0, tonumber(E[2]) or 0, tonumber(E[3]) or 1, tonumber(E[4]) or now, tonumber(E[5]) or 0
   e.pu, e.pr, e.pw, e.cut, e.lc = tonumber(E[6]) or 0, E[7] or '', E[8] or '', tonumber(E[9]) or 0, tonumber(E[10]) or 0
-  e.ceil, e.src, e.ge, e.ln = tonumber(E[11]) or 0, E[12] or '', tonumber(E[13]) or -1, tonumber(E[14]) or 0
+  e.ceil, e.src, e.ge, e.ln, e.pp = tonumber(E[11]) or 0, E[12] or '', tonumber(E[13]) or -1, tonumber(E[14]) or 0, E[15] or ''
 else
   e.n, e.rate, e.burst, e.tat, e.epoch = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), now, 0
-  e.pu, e.pr, e.pw, e.cut, e.lc, e.ceil, e.src, e.ge, e.ln = 0, '', '', 0, 0, e.rate, '', -1, 0
+  e.pu, e.pr, e.pw, e.cut, e.lc, e.ceil, e.src, e.ge, e.ln, e.pp = 0, '', '', 0, 0, e.rate, '', -1, 0, ''
 end
 if e.burst < 1 then e.burst = 1 end
 local efull = not E[2] -- save every field, not only tat
-local G = redis.call('HMGET', KEYS[2], 'pu', 'pr', 'pw', 'rate', 'burst', 'tat', 'epoch')
+local G = redis.call('HMGET', KEYS[2], 'pu', 'pr', 'pw', 'rate', 'burst', 'tat', 'epoch', 'pp')
 local g = {pu = tonumber(G[1]) or 0, pr = G[2] or '', pw = G[3] or '', rate = tonumber(G[4]) or 0,
-  burst = tonumber(G[5]) or 1, tat = tonumber(G[6]) or now, epoch = tonumber(G[7]) or 0}
+  burst = tonumber(G[5]) or 1, tat = tonumber(G[6]) or now, epoch = tonumber(G[7]) or 0, pp = G[8] or ''}
 -- A pause of everything voided every endpoint's reservations: drop the debt.
 if e.ge ~= g.epoch then
   e.tat, e.ge, efull = math.min(e.tat, now), g.epoch, true
@@ -74,15 +76,15 @@ local function save_e()
   if efull then
     redis.call('HSET', KEYS[1], 'n', num(e.n), 'rate', num(e.rate), 'burst', num(e.burst), 'tat', num(e.tat),
       'epoch', num(e.epoch), 'pu', num(e.pu), 'pr', e.pr, 'pw', e.pw, 'cut', num(e.cut), 'lc', num(e.lc),
-      'ceil', num(e.ceil), 'src', e.src, 'ge', num(e.ge), 'ln', num(e.ln))
+      'ceil', num(e.ceil), 'src', e.src, 'ge', num(e.ge), 'ln', num(e.ln), 'pp', e.pp)
   else
     redis.call('HSET', KEYS[1], 'tat', num(e.tat))
   end
   redis.call('PEXPIRE', KEYS[1], ttl(math.max(e.pu, e.tat)))
 end
 local function save_g()
-  redis.call('HSET', KEYS[2], 'pu', num(g.pu), 'pr', g.pr, 'pw', g.pw, 'rate', num(g.rate), 'burst', num(g.burst),
-    'tat', num(g.tat), 'epoch', num(g.epoch))
+  redis.call('HSET', KEYS[2], 'pu', num(g.pu), 'pr', g.pr, 'pw', g.pw, 'pp', g.pp, 'rate', num(g.rate),
+    'burst', num(g.burst), 'tat', num(g.tat), 'epoch', num(g.epoch))
   redis.call('PEXPIRE', KEYS[2], ttl(math.max(g.pu, g.tat)))
 end
 local function inflight(key)
@@ -105,9 +107,12 @@ local function spend(tat, rate, burst, left)
   if excess >= 1 then return at + math.floor(excess) * T end
   return tat
 end
-local function reply(code, wait, reason, why, scope, fleet)
-  return {code, math.floor(wait), reason, why, scope, num(e.epoch) .. ':' .. num(g.epoch),
-    num(e.n), num(e.rate), e.burst, e.cut, e.ln, inflight(KEYS[3]), num(g.rate), g.burst, inflight(KEYS[4]), fleet}
+-- reply: for a pause, its RateLimit-Reason, cause, policy and scope ('a':
+-- every endpoint); for a pace, its policy and the requests queued ahead.
+local function reply(code, wait, reason, cause, policy, scope, queued, fleet)
+  return {code, math.floor(wait), reason, cause, scope, num(e.epoch) .. ':' .. num(g.epoch),
+    num(e.n), num(e.rate), e.burst, e.cut, e.ln, inflight(KEYS[3]), num(g.rate), g.burst, inflight(KEYS[4]), fleet,
+    policy, queued}
 end
 `
 
@@ -125,21 +130,21 @@ if member == '1' then
   fleet = redis.call('ZCARD', KEYS[5])
 end
 
--- A cut rate recovers by a tenth every 5 seconds, up to what it was.
-if e.cut == 1 and now - e.lc >= 5000000 then
-  local r = e.rate * 1.1
+-- A cut rate recovers by a twentieth every 10 seconds, up to what it was.
+if e.cut == 1 and now - e.lc >= 10000000 then
+  local r = e.rate * 1.05
   if e.ceil > 0 and r >= e.ceil then
     r, e.cut = e.ceil, 0
   end
-  e.rate, e.burst, e.lc, efull = r, math.max(1, math.floor(r * 0.15)), now, true
+  e.rate, e.burst, e.lc, efull = r, pburst(r), now, true
 end
 
-local pu, pr, pw, scope = e.pu, e.pr, e.pw, 'e'
-if g.pu > pu then pu, pr, pw, scope = g.pu, g.pr, g.pw, 'a' end
+local pu, pr, pw, pp, scope = e.pu, e.pr, e.pw, e.pp, 'e'
+if g.pu > pu then pu, pr, pw, pp, scope = g.pu, g.pr, g.pw, g.pp, 'a' end
 if pu > now then
   save_e()
-  if pu - now > budget then return reply(3, pu - now, pr, pw, scope, fleet) end
-  return reply(2, pu - now, pr, pw, scope, fleet)
+  if pu - now > budget then return reply(3, pu - now, pr, pw, pp, scope, 0, fleet) end
+  return reply(2, pu - now, pr, pw, pp, scope, 0, fleet)
 end
 
 local function admit()
@@ -151,7 +156,7 @@ end
 if mode == 'c' and expect == num(e.epoch) .. ':' .. num(g.epoch) then
   admit()
   save_e()
-  return reply(0, 0, '', '', '', fleet)
+  return reply(0, 0, '', '', '', '', 0, fleet)
 end
 
 local we, te = gcra(e.tat, e.rate, e.burst)
@@ -159,7 +164,9 @@ local wg, tg = gcra(g.tat, g.rate, g.burst)
 local wait = math.max(we, wg)
 if wait > budget then
   save_e()
-  return reply(4, wait, '', e.src, '', fleet)
+  local queued = 0
+  if e.rate > 0 then queued = math.max(0, math.floor((e.tat - now) * e.rate / 1000000 + 0.5) - e.burst) end
+  return reply(4, wait, '', '', e.src, '', queued, fleet)
 end
 e.tat = te
 if g.rate > 0 then
@@ -169,27 +176,27 @@ end
 save_e()
 if wait <= 0 then
   admit()
-  return reply(0, 0, '', '', '', fleet)
+  return reply(0, 0, '', '', '', '', 0, fleet)
 end
-return reply(1, wait, '', '', '', fleet)
+return reply(1, wait, '', '', '', '', 0, fleet)
 `)
 
 // learnScript applies what answers said. More ARGV: the number of ops,
-// then six values an op (see op.args).
+// then seven values an op (see op.args).
 var learnScript = redis.NewScript(prelude + `
 local edirty, gdirty = false, false
 local nops = tonumber(ARGV[argi])
 argi = argi + 1
 for i = 1, nops do
-  local k, a, b, c, s1, s2 = ARGV[argi], tonumber(ARGV[argi + 1]), tonumber(ARGV[argi + 2]), tonumber(ARGV[argi + 3]), ARGV[argi + 4], ARGV[argi + 5]
-  argi = argi + 6
+  local k, a, b, c, s1, s2, s3 = ARGV[argi], tonumber(ARGV[argi + 1]), tonumber(ARGV[argi + 2]), tonumber(ARGV[argi + 3]), ARGV[argi + 4], ARGV[argi + 5], ARGV[argi + 6]
+  argi = argi + 7
   if k == 'pa' then
     if now + a > g.pu then
-      g.pu, g.pr, g.pw, g.epoch, gdirty = now + a, s1, s2, g.epoch + 1, true
+      g.pu, g.pr, g.pw, g.pp, g.epoch, gdirty = now + a, s1, s2, s3, g.epoch + 1, true
     end
   elseif k == 'pe' then
     if now + a > e.pu then
-      e.pu, e.pr, e.pw, e.epoch, e.tat, edirty = now + a, s1, s2, e.epoch + 1, math.min(e.tat, now), true
+      e.pu, e.pr, e.pw, e.pp, e.epoch, e.tat, edirty = now + a, s1, s2, s3, e.epoch + 1, math.min(e.tat, now), true
     end
   elseif k == 'rate' then
     if not (e.ln == 1 and e.n == a and e.cut == 0) then
@@ -210,9 +217,9 @@ for i = 1, nops do
     if now - e.lc >= 1000000 then
       local cur = e.rate
       if cur <= 0 then cur = 100 end
-      local r = math.max(cur * 0.7, 1)
+      local r = math.max(cur * 0.9, 1 / 60)
       if e.cut == 0 then e.ceil = e.rate end
-      e.rate, e.burst, e.lc, e.cut = r, math.max(1, math.floor(r * 0.15)), now, 1
+      e.rate, e.burst, e.lc, e.cut = r, pburst(r), now, 1
       e.epoch, e.tat, edirty = e.epoch + 1, math.min(e.tat, now), true
     end
   elseif k == 'grate' then
@@ -236,7 +243,7 @@ if edirty then
   save_e()
 end
 if gdirty then save_g() end
-return reply(5, 0, '', '', '', redis.call('ZCARD', KEYS[5]))
+return reply(5, 0, '', '', '', '', 0, redis.call('ZCARD', KEYS[5]))
 `)
 
 // Reply codes.
@@ -253,9 +260,11 @@ const (
 type reply struct {
 	code   int
 	wait   time.Duration
-	reason string // RateLimit-Reason of the pause
-	why    string // what paused, or the policy that paces
+	reason string // RateLimit-Reason of the 429 that paused
+	cause  string // why it is paused
+	policy string // the policy that paused, or that paces
 	global bool   // the pause holds every endpoint
+	queued int    // requests queued ahead of a refused one
 	epoch  string
 	st     state
 }
@@ -280,7 +289,7 @@ var errReply = errors.New("redislimiter: unexpected script reply")
 
 func parseReply(v any) (reply, error) {
 	a, ok := v.([]any)
-	if !ok || len(a) != 16 {
+	if !ok || len(a) != 18 {
 		return reply{}, fmt.Errorf("%w: %T of %d", errReply, v, len(a))
 	}
 	var r reply
@@ -308,7 +317,8 @@ func parseReply(v any) (reply, error) {
 	}
 	r.code = i(0)
 	r.wait = boundWait(time.Duration(i(1)) * time.Microsecond)
-	r.reason, r.why, r.global, r.epoch = s(2), s(3), s(4) == "a", s(5)
+	r.reason, r.cause, r.global, r.epoch = s(2), s(3), s(4) == "a", s(5)
+	r.policy, r.queued = s(16), i(17)
 	r.st = state{
 		known: true, limit: f(6), rate: f(7), burst: i(8), cut: i(9) == 1, learned: i(10) == 1, inflight: i(11),
 		globalRate: f(12), globalBurst: i(13), globalInflight: i(14), fleet: i(15),
