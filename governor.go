@@ -8,8 +8,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/time/rate"
 )
 
 // A RateLimiter decides when the requests of a [Client] may go out, so that
@@ -92,7 +90,7 @@ func NewRateLimiter(cfg RateLimiterConfig) RateLimiter {
 		cloud:   cfg.Cloud,
 		rates:   cfg.Rates,
 		buckets: map[Endpoint]*bucket{},
-		global:  rate.NewLimiter(rate.Inf, 1),
+		global:  newPacer(math.Inf(1), 1, time.Now()),
 		changed: make(chan struct{}),
 	}
 	return g
@@ -118,7 +116,7 @@ type governor struct {
 	buckets map[Endpoint]*bucket
 
 	// global paces every endpoint together: Data Center's per-user bucket.
-	global *rate.Limiter
+	global *pacer
 	// pause, when set and not over, holds every request: a spent quota.
 	pause    atomic.Pointer[pause]
 	inflight atomic.Int32
@@ -141,7 +139,7 @@ type pause struct {
 
 // bucket is one endpoint's pacing.
 type bucket struct {
-	lim      *rate.Limiter
+	lim      *pacer
 	pause    atomic.Pointer[pause]
 	inflight atomic.Int32
 	queued   atomic.Int32 // requests waiting for their turn
@@ -150,8 +148,8 @@ type bucket struct {
 	known atomic.Bool // the pace comes from what the server said
 
 	mu      sync.Mutex
-	learned bool       // the rate came from the server's headers
-	ceiling rate.Limit // what a cut rate recovers to
+	learned bool    // the rate came from the server's headers
+	ceiling float64 // what a cut rate recovers to
 	lastCut time.Time
 	policy  string       // the policy that paces it, for messages
 	served  [10]served   // 2xx answers in the last second, by tenth
@@ -168,10 +166,11 @@ type served struct {
 // waiter is a request waiting for its turn: its reservations on the
 // endpoint's bucket and the global one.
 type waiter struct {
-	rb, rg    *rate.Reservation
-	timeToAct time.Time // the later of the two; zero when either is not OK
+	b         *bucket
+	atB, atG  time.Time // its turns on the endpoint's pacer and the global one
+	at        time.Time // when it may go: the later of the two
 	changed   <-chan struct{}
-	cancelled bool // its turn was given back
+	cancelled bool // its turns were given back
 }
 
 func (g *governor) bucket(ep Endpoint) *bucket {
@@ -192,10 +191,11 @@ func (g *governor) bucket(ep Endpoint) *bucket {
 			return b
 		}
 	}
-	b = &bucket{lim: rate.NewLimiter(rate.Inf, 1), ceiling: rate.Inf}
+	now := time.Now()
+	b = &bucket{lim: newPacer(math.Inf(1), 1, now), ceiling: math.Inf(1)}
 	if r, ok := g.startRate(ep); ok {
-		b.lim = rate.NewLimiter(paceRate(r), paceBurst(r)) // starts full
-		b.ceiling, b.limit = b.lim.Limit(), r
+		b.lim = newPacer(paceRate(r), paceBurst(r), now) // starts full
+		b.ceiling, b.limit = paceRate(r), r
 	}
 	b.storePace()
 	g.buckets[ep] = b
@@ -228,12 +228,12 @@ func (g *governor) startRate(ep Endpoint) (float64, bool) {
 // for a high rate: 47 a second for a limit of 50, 94 for 100. Below 10 a
 // second there is no request to spare: burst + rate ≤ n, and at least half
 // of n.
-func paceRate(n float64) rate.Limit {
+func paceRate(n float64) float64 {
 	b := float64(paceBurst(n))
 	if n >= 10 {
-		return rate.Limit(n - b - 1)
+		return n - b - 1
 	}
-	return rate.Limit(max(n-b, 0.5*n, minRate))
+	return max(n-b, 0.5*n, minRate)
 }
 
 func paceBurst(n float64) int {
@@ -248,7 +248,7 @@ func (g *governor) Wait(ctx context.Context, ep Endpoint, maxWait time.Duration)
 func (g *governor) wait(ctx context.Context, b *bucket, maxWait time.Duration) error {
 	now := time.Now()
 	// The fast path: nothing paused, a token at hand, no allocation.
-	if g.pausedUntil(b, now) == nil && g.global.Limit() == rate.Inf && b.lim.AllowN(now, 1) {
+	if g.pausedUntil(b, now) == nil && !g.global.isPaced() && b.lim.allow(now) {
 		g.admitted(b)
 		return nil
 	}
@@ -268,15 +268,13 @@ func (g *governor) wait(ctx context.Context, b *bucket, maxWait time.Duration) e
 			}
 			continue
 		}
-		w := g.reserve(b, now)
-		delay := w.timeToAct.Sub(now)
-		if !w.rb.OK() || !w.rg.OK() || w.timeToAct.After(deadline) {
-			queued := int(b.queued.Load())
-			g.cancel(w, now)
+		w, at := g.reserve(b, now, deadline)
+		delay := at.Sub(now)
+		if w == nil {
 			b.mu.Lock()
-			policy, limit := b.policy, b.lim.Limit()
+			policy := b.policy
 			b.mu.Unlock()
-			return refusal(refused{wait: delay, policy: policy, rate: limit, queued: queued,
+			return refusal(refused{wait: delay, policy: policy, rate: b.lim.limit(), queued: int(b.queued.Load()),
 				maxWait: maxWait, waited: now.Sub(start), ctxFirst: ctxFirst})
 		}
 		if delay > 0 {
@@ -305,18 +303,24 @@ func (g *governor) admitted(b *bucket) {
 	g.inflight.Add(1)
 }
 
-// reserve takes a turn on b and on the global bucket, and registers it so
-// that repace can give it back.
-func (g *governor) reserve(b *bucket, now time.Time) *waiter {
+// reserve takes a turn on b's pacer and on the global one, and registers
+// it so that repace can give it back; when the turn would come after
+// deadline it takes none and returns a nil waiter and the turn's time.
+func (g *governor) reserve(b *bucket, now, deadline time.Time) (*waiter, time.Time) {
 	g.wmu.Lock()
 	defer g.wmu.Unlock()
-	rb, rg := b.lim.ReserveN(now, 1), g.global.ReserveN(now, 1)
-	w := &waiter{rb: rb, rg: rg, changed: g.changed}
-	if rb.OK() && rg.OK() {
-		w.timeToAct = now.Add(max(rb.DelayFrom(now), rg.DelayFrom(now)))
+	b.lim.mu.Lock()
+	defer b.lim.mu.Unlock()
+	g.global.mu.Lock()
+	defer g.global.mu.Unlock()
+	at := maxTime(b.lim.nextLocked(now), g.global.nextLocked(now))
+	if at.After(deadline) {
+		return nil, at
 	}
+	w := &waiter{b: b, at: at, changed: g.changed}
+	w.atB, w.atG = b.lim.bookLocked(now), g.global.bookLocked(now)
 	g.waiting = append(g.waiting, w)
-	return w
+	return w, at
 }
 
 // sleepTurn waits until w's turn, until the pace changes (w's turn was then
@@ -353,8 +357,8 @@ func (g *governor) cancel(w *waiter, now time.Time) {
 	if w.cancelled {
 		return
 	}
-	w.rb.CancelAt(now)
-	w.rg.CancelAt(now)
+	w.b.lim.cancel(w.atB)
+	g.global.cancel(w.atG)
 	w.cancelled = true
 	g.unregister(w)
 }
@@ -369,31 +373,36 @@ func (g *governor) unregister(w *waiter) {
 }
 
 // repace applies change (a new pace, a pause) so that it holds for the
-// requests already waiting too: their turns are given back, latest first
-// (so each gives back exactly its token), change is applied, and they are
-// woken to take new turns under it. Turns already due are left: those
-// requests are on their way.
+// requests already waiting too: their turns, the tail of each pacer's
+// schedule, are given back, change is applied, and they are woken to take
+// new turns under it. Turns already due are left: those requests are on
+// their way.
 func (g *governor) repace(change func()) {
 	g.wmu.Lock()
 	defer g.wmu.Unlock()
 	now := time.Now()
+	ahead := map[*pacer]int{}
 	kept := g.waiting[:0]
-	for i := len(g.waiting) - 1; i >= 0; i-- {
-		w := g.waiting[i]
-		if !w.timeToAct.After(now) {
+	for _, w := range g.waiting {
+		if !w.at.After(now) {
+			kept = append(kept, w)
 			continue
 		}
-		w.rg.CancelAt(now)
-		w.rb.CancelAt(now)
-		w.cancelled = true
-	}
-	for _, w := range g.waiting {
-		if !w.cancelled {
-			kept = append(kept, w)
+		if w.atB.After(now) {
+			ahead[w.b.lim]++
 		}
+		if w.atG.After(now) {
+			ahead[g.global]++
+		}
+		w.cancelled = true
 	}
 	clear(g.waiting[len(kept):])
 	g.waiting = kept
+	for p, k := range ahead {
+		p.mu.Lock()
+		p.giveBackLocked(k)
+		p.mu.Unlock()
+	}
 	change()
 	close(g.changed)
 	g.changed = make(chan struct{})
@@ -416,7 +425,7 @@ type refused struct {
 	wait     time.Duration // how long it would have had to wait
 	pause    *pause        // the pause holding it, if that is why
 	policy   string        // the policy pacing it
-	rate     rate.Limit    // the pace
+	rate     float64       // the pace, requests a second
 	queued   int           // requests waiting ahead of it
 	maxWait  time.Duration // what was left of the call's allowance
 	waited   time.Duration // already waited in this Wait
@@ -443,8 +452,8 @@ func refusal(r refused) *Error {
 	} else {
 		rl.Policy = r.policy
 		fmt.Fprintf(&b, "paced")
-		if r.rate != rate.Inf && r.rate > 0 {
-			fmt.Fprintf(&b, " at %.3g a second", float64(r.rate))
+		if !math.IsInf(r.rate, 1) && r.rate > 0 {
+			fmt.Fprintf(&b, " at %.3g a second", r.rate)
 		}
 		if r.policy != "" {
 			b.WriteString(" (" + r.policy + ")")
@@ -538,19 +547,19 @@ func (g *governor) learn(b *bucket, rl RateLimit, inflight int, now time.Time) (
 	switch {
 	case rl.FillRate > 0 && rl.Interval > 0:
 		// Data Center: one bucket for all of this user's requests.
-		r := rate.Limit(boundRate(float64(rl.FillRate) / rl.Interval.Seconds()))
-		burst := g.global.Burst()
+		r := boundRate(float64(rl.FillRate) / rl.Interval.Seconds())
+		g.global.mu.Lock()
+		burst := g.global.burst
 		if rl.Limit > 0 {
 			burst = min(rl.Limit, maxBurst)
 		}
-		if g.global.Limit() != r || g.global.Burst() != burst {
-			g.repace(func() {
-				g.global.SetLimitAt(now, r)
-				g.global.SetBurstAt(now, burst)
-			})
+		same := g.global.rate == r && g.global.burst == burst
+		g.global.mu.Unlock()
+		if !same {
+			g.repace(func() { g.global.set(r, burst, now) })
 		}
 		if rl.Remaining >= 0 {
-			spendTo(g.global, rl.Remaining-int(g.inflight.Load()), now)
+			g.global.spendTo(rl.Remaining-int(g.inflight.Load()), now)
 		}
 		announced = true
 	case !announced && rl.Reason == "jira-burst-based" && rl.Limit > 0:
@@ -582,7 +591,7 @@ func (g *governor) throttled(b *bucket, o Outcome, announced bool, now time.Time
 	}
 	g.pauseEndpoint(b, &pause{until: now.Add(wait), reason: rl.Reason, policy: policy, cause: "after a 429"})
 	if !announced {
-		g.cutRate(b, now)
+		g.cutRate(b, int(b.inflight.Load()), now)
 	}
 }
 
@@ -648,7 +657,7 @@ func (g *governor) setRate(b *bucket, n float64, policy string) {
 	n = boundRate(n)
 	r := paceRate(n)
 	b.mu.Lock()
-	same := b.learned && b.lim.Limit() == r && !b.cut.Load()
+	same := b.learned && b.lim.limit() == r && !b.cut.Load()
 	b.mu.Unlock()
 	if same {
 		return
@@ -659,8 +668,7 @@ func (g *governor) setRate(b *bucket, n float64, policy string) {
 		// Limit first: coming from no limit, the bucket starts with one
 		// token, not full: what was sent before the limit was known
 		// counts already.
-		b.lim.SetLimit(r)
-		b.lim.SetBurst(min(paceBurst(n), maxBurst))
+		b.lim.set(r, min(paceBurst(n), maxBurst), time.Now())
 		b.learned, b.ceiling, b.policy, b.limit = true, r, policy, n
 		b.cut.Store(false)
 		b.known.Store(true)
@@ -668,17 +676,8 @@ func (g *governor) setRate(b *bucket, n float64, policy string) {
 	})
 }
 
-// spendTo drops tokens the server says are not there: at most left remain.
-func (b *bucket) spendTo(left int, now time.Time) { spendTo(b.lim, left, now) }
-
-func spendTo(lim *rate.Limiter, left int, now time.Time) {
-	if lim.Limit() == rate.Inf {
-		return
-	}
-	if excess := lim.TokensAt(now) - float64(max(left, 0)); excess >= 1 {
-		lim.ReserveN(now, int(math.Floor(excess)))
-	}
-}
+// spendTo drops turns the server says are not there: at most left remain.
+func (b *bucket) spendTo(left int, now time.Time) { b.lim.spendTo(left, now) }
 
 // count records a 2xx answer, so that a 429 that announces no limit can be
 // met with the rate the server was serving.
@@ -707,32 +706,33 @@ func (b *bucket) servedLastSecond(now time.Time) int {
 
 // cutRate lowers the rate after a 429 that announced no limit: to the pace
 // for what the server served in the second before it (its limit, most
-// likely), and never above 90 % of the pace it had.
-func (g *governor) cutRate(b *bucket, now time.Time) {
+// likely; the requests still in flight may have been served too, and
+// counting them errs high, which a further 429 corrects), and never above
+// 90 % of the pace it had.
+func (g *governor) cutRate(b *bucket, inflight int, now time.Time) {
 	b.mu.Lock()
 	if now.Sub(b.lastCut) < time.Second {
 		b.mu.Unlock()
 		return // one cut per burst of 429s
 	}
-	cur := b.lim.Limit()
-	if cur == rate.Inf {
-		cur = rate.Limit(cloudDefaultRate)
+	cur := b.lim.limit()
+	if math.IsInf(cur, 1) {
+		cur = cloudDefaultRate
 	}
 	next := cur * 0.9
 	if n := b.servedLastSecond(now); n > 0 {
 		next = min(next, paceRate(float64(n)))
 	}
-	next = max(next, rate.Limit(minRate))
+	next = max(next, minRate)
 	if !b.cut.Load() {
-		b.ceiling = b.lim.Limit()
+		b.ceiling = b.lim.limit()
 	}
 	b.lastCut = now
 	b.mu.Unlock()
 	g.repace(func() {
 		b.mu.Lock()
 		defer b.mu.Unlock()
-		b.lim.SetLimitAt(now, next)
-		b.lim.SetBurstAt(now, paceBurst(float64(next)))
+		b.lim.set(next, paceBurst(next), now)
 		b.cut.Store(true)
 		b.known.Store(true)
 		b.storePace()
@@ -750,7 +750,7 @@ func (b *bucket) recover(g *governor, now time.Time) {
 		b.mu.Unlock()
 		return
 	}
-	next := b.lim.Limit() * 1.05
+	next := b.lim.limit() * 1.05
 	done := next >= b.ceiling
 	if done {
 		next = b.ceiling
@@ -760,10 +760,7 @@ func (b *bucket) recover(g *governor, now time.Time) {
 	g.repace(func() {
 		b.mu.Lock()
 		defer b.mu.Unlock()
-		b.lim.SetLimitAt(now, next)
-		if next != rate.Inf {
-			b.lim.SetBurstAt(now, paceBurst(float64(next)))
-		}
+		b.lim.set(next, paceBurst(next), now)
 		if done {
 			b.cut.Store(false)
 		}
@@ -776,15 +773,15 @@ func (b *bucket) recover(g *governor, now time.Time) {
 // served before a 429, Data Center's fill rate) rather than from a
 // documented default or nothing.
 func (g *governor) knownPace(b *bucket) (float64, bool) {
-	if r := g.global.Limit(); r != rate.Inf {
-		return min(float64(r), b.pace()), true
+	if r := g.global.limit(); !math.IsInf(r, 1) {
+		return min(r, b.pace()), true
 	}
 	return b.pace(), b.known.Load()
 }
 
 // storePace publishes the bucket's pace for slotLimit. Callers hold b.mu
 // or own b.
-func (b *bucket) storePace() { b.paced.Store(int64(math.Float64bits(float64(b.lim.Limit())))) }
+func (b *bucket) storePace() { b.paced.Store(int64(math.Float64bits(b.lim.limit()))) }
 
-// pace is the bucket's current pace, requests a second (rate.Inf: none).
+// pace is the bucket's current pace, requests a second (+Inf: none).
 func (b *bucket) pace() float64 { return math.Float64frombits(uint64(b.paced.Load())) }

@@ -3,6 +3,7 @@ package servicedesk
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -13,7 +14,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/time/rate"
 )
 
 func TestPacingStaysBelowTheLimit(t *testing.T) {
@@ -72,7 +72,7 @@ func TestUnannouncedBurstCutsThenRecovers(t *testing.T) {
 	g := NewRateLimiter(RateLimiterConfig{Cloud: true}).(*governor)
 	ep := Endpoint{Method: http.MethodPost, Path: deskCustomersTemplate}
 	b := g.bucket(ep)
-	start := b.lim.Limit()
+	start := b.lim.limit()
 	assert.Equal(t, paceRate(cloudDefaultRate), start)
 
 	none := RateLimit{Limit: -1, Remaining: -1, FillRate: -1, RetryAfter: -1}
@@ -82,7 +82,7 @@ func TestUnannouncedBurstCutsThenRecovers(t *testing.T) {
 	}
 	g.admitted(b)
 	g.Done(ep, Outcome{StatusCode: 429, RateLimit: none})
-	cut := b.lim.Limit()
+	cut := b.lim.limit()
 	assert.Equal(t, paceRate(30), cut)
 	assert.Equal(t, float64(cut), b.pace(), "published for the in-flight bound")
 	p := b.pause.Load()
@@ -92,20 +92,20 @@ func TestUnannouncedBurstCutsThenRecovers(t *testing.T) {
 
 	// A second 429 of the same burst does not cut again.
 	g.Done(ep, Outcome{StatusCode: 429, RateLimit: none})
-	assert.Equal(t, cut, b.lim.Limit())
+	assert.Equal(t, cut, b.lim.limit())
 
 	// Nothing served before it: 90 % of the pace.
 	b2 := g.bucket(Endpoint{Method: http.MethodDelete, Path: deskCustomersTemplate})
-	before := b2.lim.Limit()
+	before := b2.lim.limit()
 	g.done(b2, Outcome{StatusCode: 429, RateLimit: none})
-	assert.InDelta(t, float64(before)*0.9, float64(b2.lim.Limit()), 0.001)
+	assert.InDelta(t, float64(before)*0.9, float64(b2.lim.limit()), 0.001)
 
 	// Recovery: 5 % every 10 s without a 429, up to the start.
 	now := time.Now()
 	for i := 1; i <= 40; i++ {
 		b.recover(g, now.Add(time.Duration(i)*11*time.Second))
 	}
-	assert.Equal(t, start, b.lim.Limit())
+	assert.Equal(t, start, b.lim.limit())
 	assert.False(t, b.cut.Load())
 }
 
@@ -116,19 +116,19 @@ func TestAnnouncedLimitIsLearned(t *testing.T) {
 	g := NewRateLimiter(RateLimiterConfig{}).(*governor)
 	ep := Endpoint{Method: http.MethodGet, Path: deskCustomersTemplate}
 	require.NoError(t, g.Wait(context.Background(), ep, 0))
-	assert.Equal(t, rate.Inf, g.bucket(ep).lim.Limit(), "not Cloud: unpaced until told")
+	assert.True(t, math.IsInf(g.bucket(ep).lim.limit(), 1), "not Cloud: unpaced until told")
 	h := http.Header{"Ratelimit-Policy": {`"jira-burst-based";q=20;w=1`}, "Ratelimit": {`"jira-burst-based";r=15;t=1`}}
 	rl, _ := rateLimitOf(h, time.Now())
 	g.Done(ep, Outcome{StatusCode: 200, RateLimit: rl})
-	assert.Equal(t, paceRate(20), g.bucket(ep).lim.Limit())
-	assert.Equal(t, paceBurst(20), g.bucket(ep).lim.Burst())
+	assert.Equal(t, paceRate(20), g.bucket(ep).lim.limit())
+	assert.Equal(t, paceBurst(20), g.bucket(ep).lim.burst)
 
 	require.NoError(t, g.Wait(context.Background(), ep, time.Second))
 	h = http.Header{"X-Ratelimit-Limit": {"60"}, "X-Ratelimit-Remaining": {"59"}, "X-Ratelimit-Fillrate": {"10"}, "X-Ratelimit-Interval-Seconds": {"2"}}
 	rl, _ = rateLimitOf(h, time.Now())
 	g.Done(ep, Outcome{StatusCode: 200, RateLimit: rl})
-	assert.Equal(t, rate.Limit(5), g.global.Limit())
-	assert.Equal(t, 60, g.global.Burst())
+	assert.Equal(t, 5.0, g.global.limit())
+	assert.Equal(t, 60, g.global.burst)
 }
 
 func TestParseStructuredList(t *testing.T) {
@@ -185,8 +185,8 @@ func TestServerNumbersAreBounded(t *testing.T) {
 			assert.False(t, p.until.After(day), "a pause of at most a day")
 		}
 	}
-	assert.GreaterOrEqual(t, float64(g.global.Limit()), minRate, "Data Center's fill rate has a floor")
-	assert.GreaterOrEqual(t, float64(b.lim.Limit()), minRate, "the burst policy's rate has a floor")
+	assert.GreaterOrEqual(t, float64(g.global.limit()), minRate, "Data Center's fill rate has a floor")
+	assert.GreaterOrEqual(t, float64(b.lim.limit()), minRate, "the burst policy's rate has a floor")
 	assert.GreaterOrEqual(t, float64(paceRate(boundRate(1e-30))), minRate)
 }
 
@@ -315,8 +315,64 @@ func TestWaitingTurnsArePacedAgain(t *testing.T) {
 	}
 	mu.Unlock()
 	assert.Less(t, early, 20, "admitted in the first 600 ms: at most a few before the change, then 8 a second")
-	g.repace(func() { b.lim.SetLimit(rate.Inf) }) // let the rest go
-	wg.Wait()
+
+	// And the other way: the rest, queued at 8 a second (3 s and more),
+	// go at once when the pace rises, instead of keeping their old turns.
+	raised := time.Now()
+	g.setRate(b, 1000, "jira-burst-based")
+	within := make(chan struct{})
+	go func() { wg.Wait(); close(within) }()
+	select {
+	case <-within:
+	case <-time.After(2 * time.Second):
+		t.Fatal("the queue did not speed up with the pace")
+	}
+	assert.Less(t, time.Since(raised), 2*time.Second)
+}
+
+// TestPacerGivesBackExactly: turns booked ahead, given back, leave the
+// pacer as it was before they were booked; a cancelled last turn too.
+func TestPacerGivesBackExactly(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	p := newPacer(47, 2, now)
+	p.mu.Lock()
+	for i := 0; i < 2; i++ {
+		assert.Equal(t, now, p.bookLocked(now), "a burst of two at once")
+	}
+	before := p.tat
+	var last time.Time
+	for i := 0; i < 100; i++ {
+		last = p.bookLocked(now)
+	}
+	assert.InDelta(t, (100 * time.Second / 47).Seconds(), last.Sub(now).Seconds(), 0.001, "one every 1/47 s after the burst")
+	p.giveBackLocked(100)
+	assert.Equal(t, before, p.tat, "back where it was, to the nanosecond")
+	at := p.bookLocked(now)
+	p.mu.Unlock()
+	p.cancel(at)
+	assert.Equal(t, before, p.tat)
+
+	full := newPacer(47, 5, now)
+	full.spendTo(0, now) // the server says none are left
+	full.mu.Lock()
+	assert.Equal(t, 0, full.availableLocked(now))
+	spent := full.tat
+	for i := 0; i < 3; i++ {
+		full.bookLocked(now)
+	}
+	full.giveBackLocked(10)
+	assert.Equal(t, spent, full.tat, "what the server said is spent stays spent")
+	full.mu.Unlock()
+
+	u := newPacer(math.Inf(1), 1, now)
+	for i := 0; i < 1000; i++ {
+		require.True(t, u.allow(now), "unpaced")
+	}
+	u.set(10, 2, now)
+	assert.True(t, u.allow(now), "from no pace: one turn at hand, not a burst")
+	assert.False(t, u.allow(now))
+	assert.True(t, u.allow(now.Add(100*time.Millisecond)))
 }
 
 // TestInFlightCountsDoNotDrift: whatever a workload does (429s, retries,

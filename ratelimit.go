@@ -301,23 +301,31 @@ func unquote(s string) string {
 }
 
 // retryAfter reads how long the server asks us to wait, from an answer
-// received at now: the longer of Retry-After (seconds, or an HTTP date) and
-// X-RateLimit-Reset (an ISO 8601 time). Jira may send "Retry-After: 0" with
-// a reset a moment away. ok is false when neither header is there or
-// parses. Waits are capped at maxRetryAfter.
+// received at now: Retry-After (seconds, or an HTTP date), or
+// X-RateLimit-Reset (an ISO 8601 time) when there is no Retry-After, when
+// it is 0 (Jira may send "Retry-After: 0" with a reset a moment away), or
+// when the reset is clearly later. ok is false when neither header is
+// there or parses. Waits are capped at maxRetryAfter.
 //
 // Absolute times are the server's clock: they are measured against the
 // answer's Date header when it has one, so a server clock an hour ahead
-// does not turn "Retry-After: 1" into an hour.
+// does not turn "Retry-After: 1" into an hour. That costs precision: Date
+// and X-RateLimit-Reset are whole seconds (or minutes), so a reset read
+// against Date may be up to two seconds late, where Retry-After is at
+// most one. A reset within that of Retry-After adds nothing but the error.
 func retryAfter(h http.Header, now time.Time) (d time.Duration, ok bool) {
 	if v := get(h, hRetryAfter); v != "" {
 		d, ok = retryAfterValue(v, h, now)
 	}
-	if in, found := resetIn(h, now); found {
+	if in, found := resetIn(h, now); found && (!ok || d == 0 || in > d+resetError) {
 		d, ok = max(d, in), true
 	}
 	return min(max(d, 0), maxRetryAfter), ok
 }
+
+// resetError is how late a reset read against the Date header may be:
+// both are rounded to the second.
+const resetError = 2 * time.Second
 
 // retryAfterValue reads a Retry-After value: seconds, or an HTTP date on
 // the server's clock.
