@@ -1,0 +1,434 @@
+package redislimiter
+
+import (
+	"context"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/servicedesk-go/servicedesk"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+var (
+	addEp  = servicedesk.Endpoint{Method: "POST", Path: "/rest/servicedeskapi/servicedesk/{serviceDeskId}/customer"}
+	listEp = servicedesk.Endpoint{Method: "GET", Path: "/rest/servicedeskapi/servicedesk/{serviceDeskId}/customer"}
+)
+
+// newLimiter is a limiter on r with its own client, as a process would
+// have; n counts the commands it sends.
+func newLimiter(t testing.TB, r *testRedis, pfx string, cfg servicedesk.RateLimiterConfig, opts ...Option) (*limiter, *atomic.Int64) {
+	rdb, n := r.client(t)
+	l := New(rdb, cfg, append([]Option{WithKeyPrefix(pfx)}, opts...)...).(*limiter)
+	l.timing.op = r.opTimeout()
+	return l, n
+}
+
+// opTimeout is how long the tests that are not about a slow Redis let an
+// operation take: under the race detector, a test process running a fleet
+// of 16 on two cores is itself late by 50 ms now and then (miniredis, a
+// Lua interpreter in Go, often). The tests of a Redis that hangs or dies
+// keep the limiter's own 50 ms.
+func (r *testRedis) opTimeout() time.Duration {
+	if r.mini != nil {
+		return time.Second
+	}
+	return 200 * time.Millisecond
+}
+
+// rateLimited asserts that err is the limiter's refusal, and returns it.
+func rateLimited(t *testing.T, err error) *servicedesk.Error {
+	t.Helper()
+	var apiErr *servicedesk.Error
+	require.ErrorAs(t, err, &apiErr)
+	require.ErrorIs(t, err, servicedesk.ErrRateLimited)
+	require.Equal(t, 429, apiErr.StatusCode)
+	require.Positive(t, apiErr.RetryAfter)
+	return apiErr
+}
+
+// admitNow counts the Waits that get through at once, alternating between
+// limiters, until one is refused; it returns the refusal.
+func admitNow(t *testing.T, ep servicedesk.Endpoint, lims ...*limiter) (int, error) {
+	n, _, err := admitNowTimed(t, ep, lims...)
+	return n, err
+}
+
+// admitNowTimed is admitNow, saying how long it took: a bucket refills
+// meanwhile.
+func admitNowTimed(t *testing.T, ep servicedesk.Endpoint, lims ...*limiter) (int, time.Duration, error) {
+	t.Helper()
+	start := time.Now()
+	for n := 0; n < 1000; n++ {
+		if err := lims[n%len(lims)].Wait(context.Background(), ep, 0); err != nil {
+			return n, time.Since(start), err
+		}
+	}
+	t.Fatal("no Wait was refused")
+	return 0, 0, nil
+}
+
+// assertBucket asserts that n requests got through at once from a bucket of
+// burst refilled at rate for took.
+func assertBucket(t *testing.T, n, burst int, rate float64, took time.Duration, msg string) {
+	t.Helper()
+	refilled := int(took.Seconds()*rate) + 1
+	if n < burst || n > burst+refilled {
+		t.Errorf("%s: %d got through at once in %v, want %d (and %d refilled at most)", msg, n, took, burst, refilled)
+	}
+}
+
+func TestPacingIsSharedBetweenProcesses(t *testing.T) {
+	t.Parallel()
+	pfx := prefix(t)
+	cfg := servicedesk.RateLimiterConfig{Rates: map[servicedesk.Endpoint]float64{addEp: 100}}
+	a, _ := newLimiter(t, shared, pfx, cfg)
+	b, _ := newLimiter(t, shared, pfx, cfg)
+
+	// A limit of 100 a second is a bucket of 4 (paced at 95 a second):
+	// the two processes share it.
+	n, took, err := admitNowTimed(t, addEp, a, b)
+	assertBucket(t, n, 4, 95, took, "two processes")
+	apiErr := rateLimited(t, err)
+	assert.LessOrEqual(t, apiErr.RetryAfter, time.Second/95+time.Millisecond)
+	assert.Contains(t, apiErr.Message, "not sent: paced at 95 a second: its turn comes in")
+
+	// A third process of another site has a bucket of its own.
+	other, _ := newLimiter(t, shared, prefix(t), cfg)
+	n, took, _ = admitNowTimed(t, addEp, other)
+	assertBucket(t, n, 4, 95, took, "another prefix")
+}
+
+func TestWaitSleepsItsTurnWithinMaxWait(t *testing.T) {
+	t.Parallel()
+	cfg := servicedesk.RateLimiterConfig{Rates: map[servicedesk.Endpoint]float64{addEp: 20}} // a bucket of 1, 18 a second
+	a, _ := newLimiter(t, shared, prefix(t), cfg)
+	ctx := context.Background()
+	n, took, _ := admitNowTimed(t, addEp, a)
+	assertBucket(t, n, 1, 18, took, "a bucket of 1")
+
+	start := time.Now()
+	require.NoError(t, a.Wait(ctx, addEp, time.Second))
+	assert.GreaterOrEqual(t, time.Since(start), 40*time.Millisecond, "waited its turn (1/18 s after the last)")
+
+	// Too short a wait: refused at once, with how long it would have been.
+	start = time.Now()
+	apiErr := rateLimited(t, a.Wait(ctx, addEp, 5*time.Millisecond))
+	assert.Less(t, time.Since(start), 40*time.Millisecond, "refused without waiting")
+	assert.Contains(t, apiErr.Message, "not sent: paced at 18 a second: its turn comes in")
+	assert.Contains(t, apiErr.Message, "WithRateLimitWait allows")
+
+	// The context's deadline, when it comes first, bounds it the same way.
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Millisecond)
+	defer cancel()
+	apiErr = rateLimited(t, a.Wait(dctx, addEp, time.Minute))
+	assert.Contains(t, apiErr.Message, "the context's deadline comes first")
+}
+
+func TestABurst429PausesTheEndpointInEveryProcess(t *testing.T) {
+	t.Parallel()
+	pfx := prefix(t)
+	a, _ := newLimiter(t, shared, pfx, servicedesk.RateLimiterConfig{})
+	b, _ := newLimiter(t, shared, pfx, servicedesk.RateLimiterConfig{})
+	ctx := context.Background()
+
+	require.NoError(t, a.Wait(ctx, addEp, 0))
+	a.Done(addEp, outcome429("jira-burst-based", 2*time.Second))
+
+	start := time.Now()
+	apiErr := rateLimited(t, b.Wait(ctx, addEp, 100*time.Millisecond))
+	assert.Less(t, time.Since(start), 90*time.Millisecond, "refused without waiting")
+	assert.InDelta(t, 2*time.Second, apiErr.RetryAfter, float64(200*time.Millisecond))
+	assert.Equal(t, "jira-burst-based", apiErr.RateLimit.Reason)
+	assert.Contains(t, apiErr.Message, "paused after a 429 (jira-burst-based)")
+
+	// Other endpoints go on.
+	require.NoError(t, b.Wait(ctx, listEp, 0))
+	b.Done(listEp, servicedesk.Outcome{StatusCode: 200, RateLimit: noHeaders()})
+}
+
+func TestAQuota429PausesEverythingInEveryProcess(t *testing.T) {
+	t.Parallel()
+	pfx := prefix(t)
+	a, _ := newLimiter(t, shared, pfx, servicedesk.RateLimiterConfig{})
+	b, _ := newLimiter(t, shared, pfx, servicedesk.RateLimiterConfig{})
+	ctx := context.Background()
+
+	require.NoError(t, a.Wait(ctx, addEp, 0))
+	a.Done(addEp, outcome429("jira-quota-global-based", time.Hour))
+
+	apiErr := rateLimited(t, b.Wait(ctx, listEp, time.Second))
+	assert.InDelta(t, time.Hour, apiErr.RetryAfter, float64(time.Second))
+	assert.Equal(t, "jira-quota-global-based", apiErr.RateLimit.Reason)
+}
+
+func TestAnnouncedNoneLeftOfAQuotaPausesEverything(t *testing.T) {
+	t.Parallel()
+	pfx := prefix(t)
+	a, _ := newLimiter(t, shared, pfx, servicedesk.RateLimiterConfig{})
+	b, _ := newLimiter(t, shared, pfx, servicedesk.RateLimiterConfig{})
+	ctx := context.Background()
+
+	require.NoError(t, a.Wait(ctx, addEp, 0))
+	rl := noHeaders()
+	rl.Policies = []servicedesk.RateLimitPolicy{{Name: "global-app-quota", Quota: 65000, Window: time.Hour, Remaining: 0, Reset: time.Now().Add(10 * time.Minute)}}
+	a.Done(addEp, servicedesk.Outcome{StatusCode: 200, RateLimit: rl})
+
+	apiErr := rateLimited(t, b.Wait(ctx, listEp, time.Second))
+	assert.InDelta(t, 10*time.Minute, apiErr.RetryAfter, float64(time.Second))
+	assert.Empty(t, apiErr.RateLimit.Reason, "no 429 came")
+	assert.Equal(t, "global-app-quota", apiErr.RateLimit.Policy)
+	assert.Contains(t, apiErr.Message, "paused until the quota resets: the server said none is left (global-app-quota)")
+}
+
+func TestALearnedLimitPacesEveryProcess(t *testing.T) {
+	t.Parallel()
+	pfx := prefix(t)
+	a, _ := newLimiter(t, shared, pfx, servicedesk.RateLimiterConfig{})
+	b, _ := newLimiter(t, shared, pfx, servicedesk.RateLimiterConfig{})
+	ctx := context.Background()
+
+	// Unpaced until an answer announces a limit: 10 a second.
+	for range 20 {
+		require.NoError(t, b.Wait(ctx, addEp, 0), "nothing paced yet")
+	}
+	require.NoError(t, a.Wait(ctx, addEp, 0))
+	rl := noHeaders()
+	rl.Policies = []servicedesk.RateLimitPolicy{{Name: "jira-burst-based", Quota: 10, Window: time.Second, Remaining: -1}}
+	a.Done(addEp, servicedesk.Outcome{StatusCode: 200, RateLimit: rl})
+
+	// Coming from no pace, one request at once, then 8 a second.
+	n, err := admitNow(t, addEp, b)
+	assert.Equal(t, 1, n)
+	apiErr := rateLimited(t, err)
+	assert.InDelta(t, time.Second/8, apiErr.RetryAfter, float64(10*time.Millisecond))
+	assert.Contains(t, apiErr.Message, "paced at 8 a second (jira-burst-based)")
+	assert.Equal(t, "jira-burst-based", apiErr.RateLimit.Policy)
+}
+
+func TestWhatTheServerSaysIsBounded(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	secret := "Bearer eyJhbGciOiJIUzI1NiJ9.c2VjcmV0"
+	t.Run("a pause", func(t *testing.T) {
+		t.Parallel()
+		pfx := prefix(t)
+		a, _ := newLimiter(t, shared, pfx, servicedesk.RateLimiterConfig{})
+		rl := noHeaders()
+		rl.Policies = []servicedesk.RateLimitPolicy{{Name: "tenant-app-quota", Quota: -1, Remaining: 0, Reset: time.Now().Add(31 * 365 * 24 * time.Hour)}}
+		require.NoError(t, a.Wait(ctx, addEp, 0))
+		a.Done(addEp, servicedesk.Outcome{StatusCode: 200, RateLimit: rl})
+		b, _ := newLimiter(t, shared, pfx, servicedesk.RateLimiterConfig{})
+		apiErr := rateLimited(t, b.Wait(ctx, listEp, time.Second))
+		assert.InDelta(t, 24*time.Hour, apiErr.RetryAfter, float64(time.Second), "31 years")
+	})
+	t.Run("a reason", func(t *testing.T) {
+		t.Parallel()
+		pfx := prefix(t)
+		a, _ := newLimiter(t, shared, pfx, servicedesk.RateLimiterConfig{})
+		require.NoError(t, a.Wait(ctx, addEp, 0))
+		a.Done(addEp, outcome429(secret, time.Hour)) // a server echoing what it was sent
+		b, _ := newLimiter(t, shared, pfx, servicedesk.RateLimiterConfig{})
+		apiErr := rateLimited(t, b.Wait(ctx, listEp, time.Second))
+		assert.InDelta(t, time.Hour, apiErr.RetryAfter, float64(time.Second))
+		assert.NotContains(t, apiErr.Error(), "eyJ", "what a server echoes is not kept nor shared")
+	})
+	t.Run("a pace", func(t *testing.T) {
+		t.Parallel()
+		for name, rl := range map[string]servicedesk.RateLimit{
+			"policy":      {Limit: -1, Remaining: -1, FillRate: -1, RetryAfter: -1, Policies: []servicedesk.RateLimitPolicy{{Name: "jira-burst-based", Quota: 1, Window: 1e9 * time.Second, Remaining: -1}}},
+			"data center": {Limit: 1, Remaining: -1, FillRate: 1, Interval: 1e9 * time.Second, RetryAfter: -1},
+		} {
+			a, _ := newLimiter(t, shared, prefix(t), servicedesk.RateLimiterConfig{})
+			require.NoError(t, a.Wait(ctx, addEp, 0))
+			a.Done(addEp, servicedesk.Outcome{StatusCode: 200, RateLimit: rl})
+			_, err := admitNow(t, addEp, a)
+			apiErr := rateLimited(t, err)
+			assert.LessOrEqual(t, apiErr.RetryAfter, time.Minute+time.Second, name+": at least one request a minute")
+		}
+	})
+}
+
+func TestAnAnswerWithNothingNewCostsNoRoundTrip(t *testing.T) {
+	t.Parallel()
+	r := shared
+	a, n := newLimiter(t, r, prefix(t), servicedesk.RateLimiterConfig{Cloud: true})
+	ctx := context.Background()
+	deleteEp := servicedesk.Endpoint{Method: "DELETE", Path: addEp.Path}
+	require.NoError(t, a.Wait(ctx, deleteEp, 0)) // loads the scripts
+	a.Done(deleteEp, servicedesk.Outcome{StatusCode: 429, RateLimit: noHeaders()})
+
+	sent := n.Load()
+	require.NoError(t, a.Wait(ctx, addEp, 0))
+	assert.Equal(t, int64(1), n.Load()-sent, "a request that need not wait: one round trip")
+	sent = n.Load()
+	a.Done(addEp, servicedesk.Outcome{StatusCode: 200, RateLimit: noHeaders()})
+	assert.Equal(t, int64(0), n.Load()-sent, "an answer with nothing new: none")
+
+	// Its lease goes with the next script, or within flushAfter.
+	flight := a.endpoint(addEp).flightKey
+	rdb, _ := r.client(t)
+	require.Eventually(t, func() bool { return rdb.ZCard(ctx, flight).Val() == 0 }, 2*time.Second, 10*time.Millisecond)
+
+	// A limit: news once, then not.
+	burst := func(left int) servicedesk.Outcome {
+		rl := noHeaders()
+		rl.Policies = []servicedesk.RateLimitPolicy{{Name: "jira-burst-based", Quota: 100, Window: time.Second, Remaining: left, Reset: time.Now().Add(time.Second)}}
+		return servicedesk.Outcome{StatusCode: 204, RateLimit: rl}
+	}
+	for i, c := range []struct {
+		o    servicedesk.Outcome
+		want int64
+		what string
+	}{
+		{burst(-1), 1, "a limit announced"},
+		{burst(-1), 0, "the same limit again"},
+		{burst(90), 0, "plenty left"},
+		{burst(2), 1, "little left"},
+		{outcome429("jira-burst-based", time.Second), 1, "a 429"},
+	} {
+		require.NoError(t, a.Wait(ctx, addEp, time.Second))
+		sent = n.Load()
+		a.Done(addEp, c.o)
+		assert.Equal(t, c.want, n.Load()-sent, "%d: %s", i, c.what)
+	}
+}
+
+func TestACrashedProcessHoldsNoLeaseForGood(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pfx := prefix(t)
+	crashed, _ := newLimiter(t, shared, pfx, servicedesk.RateLimiterConfig{})
+	crashed.timing.lease = 300 * time.Millisecond
+	require.NoError(t, crashed.Wait(ctx, addEp, 0))
+	require.NoError(t, crashed.Wait(ctx, addEp, 0)) // and never Done
+
+	a, _ := newLimiter(t, shared, pfx, servicedesk.RateLimiterConfig{})
+	require.NoError(t, a.Wait(ctx, addEp, 0))
+	assert.Equal(t, 3, a.endpoint(addEp).state().inflight)
+	a.Done(addEp, servicedesk.Outcome{StatusCode: 429, RateLimit: noHeaders()}) // news: a round trip
+	assert.Equal(t, 2, a.endpoint(addEp).state().inflight, "its own lease is gone")
+
+	time.Sleep(400 * time.Millisecond)
+	a.Done(addEp, outcome429("jira-burst-based", time.Second))
+	assert.Equal(t, 0, a.endpoint(addEp).state().inflight, "the crashed process's leases expired")
+}
+
+func TestEveryKeyExpires(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pfx := prefix(t)
+	a, _ := newLimiter(t, shared, pfx, servicedesk.RateLimiterConfig{Cloud: true})
+	b, _ := newLimiter(t, shared, pfx, servicedesk.RateLimiterConfig{Cloud: true})
+	// Every kind of key: endpoints paced and paused, the site paused, Data
+	// Center's bucket, leases in flight, members.
+	for _, ep := range []servicedesk.Endpoint{addEp, listEp} {
+		require.NoError(t, a.Wait(ctx, ep, time.Second))
+		require.NoError(t, b.Wait(ctx, ep, time.Second))
+	}
+	a.Done(addEp, outcome429("jira-burst-based", time.Second))
+	rl := servicedesk.RateLimit{Limit: 100, Remaining: 3, FillRate: 10, Interval: time.Second, RetryAfter: -1}
+	a.Done(listEp, servicedesk.Outcome{StatusCode: 200, RateLimit: rl})
+	b.Done(listEp, outcome429("jira-quota-tenant-based", time.Minute))
+
+	rdb, _ := shared.client(t)
+	keys, err := rdb.Keys(ctx, "{"+pfx+"}*").Result()
+	require.NoError(t, err)
+	// ep ×2, global, members, flight, POST's flight (b's lease; GET's
+	// flight set went with its last lease).
+	assert.Len(t, keys, 6, "%v", keys)
+	for _, k := range keys {
+		ttl, err := rdb.PTTL(ctx, k).Result()
+		require.NoError(t, err)
+		assert.Positive(t, ttl, k)
+		assert.LessOrEqual(t, ttl, keyTTL+time.Minute+time.Second, k)
+	}
+}
+
+func TestAnInvalidConfigurationFailsBeforeSending(t *testing.T) {
+	t.Parallel()
+	rdb, n := shared.client(t)
+	for name, lim := range map[string]servicedesk.RateLimiter{
+		"nil client":   New(nil, servicedesk.RateLimiterConfig{}),
+		"empty prefix": New(rdb, servicedesk.RateLimiterConfig{}, WithKeyPrefix("")),
+		"hash tag":     New(rdb, servicedesk.RateLimiterConfig{}, WithKeyPrefix("site{1}:")),
+	} {
+		err := lim.Wait(context.Background(), addEp, time.Second)
+		require.ErrorIs(t, err, servicedesk.ErrInvalidInput, name)
+		assert.True(t, strings.Contains(err.Error(), "redislimiter.New") || strings.Contains(err.Error(), "WithKeyPrefix"), err)
+		lim.Done(addEp, servicedesk.Outcome{}) // and Done does nothing
+	}
+	assert.Zero(t, n.Load(), "nothing sent to Redis")
+}
+
+func TestACancelledWaitGivesItsTurnBack(t *testing.T) {
+	t.Parallel()
+	cfg := servicedesk.RateLimiterConfig{Rates: map[servicedesk.Endpoint]float64{addEp: 20}} // a bucket of 1, 18 a second
+	pfx := prefix(t)
+	a, _ := newLimiter(t, shared, pfx, cfg)
+	_, _ = admitNow(t, addEp, a)
+
+	// Ten waiters queue for 10/18 s, and give up.
+	ctx, cancel := context.WithCancel(context.Background())
+	errs := make(chan error, 10)
+	for range 10 {
+		go func() { errs <- a.Wait(ctx, addEp, time.Minute) }()
+	}
+	time.Sleep(20 * time.Millisecond)
+	cancel()
+	for range 10 {
+		require.ErrorIs(t, <-errs, context.Canceled)
+	}
+	// Their turns are given back at once: the bucket is as it was (empty,
+	// 1/18 s from full), not 11/18 s from full.
+	rdb, _ := shared.client(t)
+	require.Eventually(t, func() bool {
+		tat, _ := rdb.HGet(context.Background(), a.endpoint(addEp).key, "tat").Float64()
+		now, _ := rdb.Time(context.Background()).Result()
+		return tat-float64(now.UnixMicro()) < float64(4*time.Second/16/time.Microsecond)
+	}, 150*time.Millisecond, 5*time.Millisecond)
+}
+
+// TestReservationsAtAnOldPaceAreMadeAgain: requests waiting their turn at
+// 18 a second when the site announces 2 a second go at the new pace, not
+// at the turns they held.
+func TestReservationsAtAnOldPaceAreMadeAgain(t *testing.T) {
+	t.Parallel()
+	cfg := servicedesk.RateLimiterConfig{Rates: map[servicedesk.Endpoint]float64{addEp: 20}} // a bucket of 1, 18 a second
+	pfx := prefix(t)
+	a, _ := newLimiter(t, shared, pfx, cfg)
+	b, _ := newLimiter(t, shared, pfx, cfg)
+	_, _ = admitNow(t, addEp, a)
+
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() { errs <- a.Wait(context.Background(), addEp, 600*time.Millisecond) }()
+	}
+	time.Sleep(20 * time.Millisecond) // they hold turns within 250 ms
+	rl := noHeaders()
+	rl.Policies = []servicedesk.RateLimitPolicy{{Name: "jira-burst-based", Quota: 2, Window: time.Second, Remaining: -1}}
+	b.Done(addEp, servicedesk.Outcome{StatusCode: 204, RateLimit: rl}) // paced at 1 a second from now
+
+	admitted := 0
+	for range 4 {
+		if err := <-errs; err == nil {
+			admitted++
+		} else {
+			rateLimited(t, err)
+		}
+	}
+	assert.Equal(t, 1, admitted, "one at once, the next a second later: past their 600 ms")
+}
+
+func outcome429(reason string, wait time.Duration) servicedesk.Outcome {
+	rl := noHeaders()
+	rl.Reason = reason
+	rl.RetryAfter = wait
+	return servicedesk.Outcome{StatusCode: 429, RateLimit: rl, Wait: wait}
+}
+
+func noHeaders() servicedesk.RateLimit {
+	return servicedesk.RateLimit{Limit: -1, Remaining: -1, FillRate: -1, RetryAfter: -1}
+}

@@ -1,0 +1,175 @@
+package redislimiter
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/servicedesk-go/servicedesk"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// recordingLogger keeps the records written to it.
+type recordingLogger struct {
+	mu      sync.Mutex
+	records []slog.Record
+}
+
+func (h *recordingLogger) logger() *slog.Logger { return slog.New(h) }
+
+func (h *recordingLogger) Enabled(context.Context, slog.Level) bool { return true }
+func (h *recordingLogger) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *recordingLogger) WithGroup(string) slog.Handler            { return h }
+
+func (h *recordingLogger) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.records = append(h.records, r)
+	return nil
+}
+
+// count is how many records of level were written.
+func (h *recordingLogger) count(level slog.Level) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, r := range h.records {
+		if r.Level == level {
+			n++
+		}
+	}
+	return n
+}
+
+// TestRedisKilledMidRun: a fleet loses Redis halfway through an import and
+// gets it back (empty) 1.5 s later. No call fails, no Wait takes longer
+// than it may, each process says once that Redis is gone, and they go back
+// to it.
+func TestRedisKilledMidRun(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("an 8-second import")
+	}
+	r := ownRedis(t)
+	log := &recordingLogger{}
+	var restarted sync.WaitGroup
+	restarted.Add(1)
+	f := fleet{processes: 4, goroutines: 4, adds: 400, limit: 50, latency: 20 * time.Millisecond,
+		shared: true, redis: r, prefix: prefix(t), logger: log,
+		halfway: func() {
+			r.kill()
+			go func() {
+				defer restarted.Done()
+				time.Sleep(1500 * time.Millisecond)
+				if err := r.restart(); err != nil {
+					t.Error(err)
+				}
+			}()
+		}}
+	res := f.run(t)
+	restarted.Wait()
+	t.Log(res)
+	assert.Zero(t, res.failed, "failed calls: %v", res.errs)
+	for _, w := range res.waits {
+		// The bound, plus one Redis operation's timeout and the scheduler's slack.
+		if w.took > w.bound+r.opTimeout()+50*time.Millisecond {
+			t.Errorf("a Wait took %v, allowed %v (%v)", w.took, w.bound, w.err)
+		}
+	}
+	assert.Equal(t, f.processes, log.count(slog.LevelWarn), "one warning a process")
+	assert.Positive(t, log.count(slog.LevelInfo), "Redis answers again")
+	rdb, _ := r.client(t)
+	keys, err := rdb.Keys(context.Background(), "*").Result()
+	require.NoError(t, err)
+	assert.NotEmpty(t, keys, "the fleet went back to Redis")
+	for _, k := range keys {
+		// One hash tag: in a Cluster, one slot, so the scripts may touch them all.
+		assert.True(t, strings.HasPrefix(k, "{"+f.prefix+"}"), k)
+	}
+	assertKeysExpire(t, r, f.prefix)
+}
+
+// blackHole accepts connections and never answers: a Redis that hangs.
+func blackHole(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+			go io.Copy(io.Discard, c) //nolint:errcheck
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func TestRedisThatHangsOrIsGoneNeverHoldsACall(t *testing.T) {
+	t.Parallel()
+	down, err := freePort()
+	require.NoError(t, err)
+	for name, addr := range map[string]string{"hangs": blackHole(t), "refuses": down} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			rdb := redis.NewClient(&redis.Options{Addr: addr}) // go-redis's defaults: 3 s read timeout, retries
+			t.Cleanup(func() { rdb.Close() })
+			log := &recordingLogger{}
+			lim := New(rdb, servicedesk.RateLimiterConfig{Cloud: true}, WithKeyPrefix(prefix(t)), WithLogger(log.logger()))
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second) // fails, not hangs, if Wait loops
+			defer cancel()
+			for i := range 20 {
+				start := time.Now()
+				require.NoError(t, lim.Wait(ctx, addEp, time.Second))
+				took := time.Since(start)
+				lim.Done(addEp, servicedesk.Outcome{StatusCode: 204, RateLimit: noHeaders()})
+				if i == 0 {
+					assert.Less(t, took, opTimeout+50*time.Millisecond, "the first call waits for Redis at most the operation timeout")
+				} else {
+					assert.Less(t, took, 20*time.Millisecond, "later ones do not ask Redis")
+				}
+			}
+			assert.Equal(t, 1, log.count(slog.LevelWarn), "one warning an outage")
+			log.mu.Lock()
+			msg := log.records[0].Message
+			log.mu.Unlock()
+			assert.True(t, strings.HasPrefix(msg, "redislimiter: Redis does not answer"), msg)
+		})
+	}
+}
+
+// TestAnOutagePacesAtTheProcesssShare: a process that loses Redis paces at
+// its share of what the fleet had learned.
+func TestAnOutagePacesAtTheProcesssShare(t *testing.T) {
+	t.Parallel()
+	r := ownRedis(t)
+	pfx := prefix(t)
+	ctx := context.Background()
+	var lims []*limiter
+	for range 4 {
+		l, _ := newLimiter(t, r, pfx, servicedesk.RateLimiterConfig{Cloud: true})
+		require.NoError(t, l.Wait(ctx, listEp, time.Second)) // 5 a second, one at once
+		lims = append(lims, l)
+	}
+	rl := noHeaders()
+	rl.Policies = []servicedesk.RateLimitPolicy{{Name: "jira-burst-based", Quota: 40, Window: time.Second, Remaining: -1}}
+	lims[0].Done(addEp, servicedesk.Outcome{StatusCode: 204, RateLimit: rl}) // Adds: 40 a second
+	require.NoError(t, lims[3].Wait(ctx, addEp, 0))                          // this one learns it, and the fleet's size
+	r.kill()
+
+	// 10 a second for one of four: a bucket of 1, paced at 8 a second.
+	n, err := admitNow(t, addEp, lims[3])
+	assert.Equal(t, 1, n)
+	apiErr := rateLimited(t, err)
+	assert.InDelta(t, time.Second/8, apiErr.RetryAfter, float64(20*time.Millisecond))
+}
