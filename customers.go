@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/servicedesk-go/servicedesk/internal/limits"
 )
 
 // CustomersService creates customers and manages the customers of service
@@ -338,7 +340,7 @@ func validDeskID(where, id string) error {
 const createCustomerTemplate = "/rest/servicedeskapi/customer"
 
 // deskCustomersTemplate is the path template of a desk's customers.
-const deskCustomersTemplate = "/rest/servicedeskapi/servicedesk/{serviceDeskId}/customer"
+const deskCustomersTemplate = limits.DeskCustomersTemplate
 
 // deskCustomersPath is the escaped path of a desk's customers: the id is one
 // path segment whatever it holds.

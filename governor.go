@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/servicedesk-go/servicedesk/internal/limits"
 )
 
 // A RateLimiter decides when the requests of a [Client] may go out, so that
@@ -95,13 +97,6 @@ func NewRateLimiter(cfg RateLimiterConfig) RateLimiter {
 	}
 	return g
 }
-
-// Documented burst rates of Jira Cloud, requests a second.
-const (
-	cloudListCustomersRate = 5
-	cloudDefaultRate       = 100
-	cloudDeleteRate        = 50
-)
 
 // maxBuckets bounds how many endpoints the governor keeps apart; past it,
 // new endpoints of a method share one bucket (Client.Do can name any path).
@@ -194,8 +189,8 @@ func (g *governor) bucket(ep Endpoint) *bucket {
 	now := time.Now()
 	b = &bucket{lim: newPacer(math.Inf(1), 1, now), ceiling: math.Inf(1)}
 	if r, ok := g.startRate(ep); ok {
-		b.lim = newPacer(paceRate(r), paceBurst(r), now) // starts full
-		b.ceiling, b.limit = paceRate(r), r
+		b.lim = newPacer(limits.PaceRate(r), limits.PaceBurst(r), now) // starts full
+		b.ceiling, b.limit = limits.PaceRate(r), r
 	}
 	b.storePace()
 	g.buckets[ep] = b
@@ -206,38 +201,12 @@ func (g *governor) bucket(ep Endpoint) *bucket {
 // or on Cloud the documented one.
 func (g *governor) startRate(ep Endpoint) (float64, bool) {
 	if r, ok := g.rates[ep]; ok && r > 0 {
-		return boundRate(r), true
+		return limits.BoundRate(r), true
 	}
 	if !g.cloud {
 		return 0, false
 	}
-	switch {
-	case ep.Method == "GET" && ep.Path == deskCustomersTemplate:
-		return cloudListCustomersRate, true
-	case ep.Method == "DELETE":
-		return cloudDeleteRate, true
-	}
-	return cloudDefaultRate, true
-}
-
-// paceRate and paceBurst turn a limit of n requests a second into a bucket
-// that keeps below it in any one-second window, however the server counts
-// (fixed windows, a sliding window, a token bucket of n): burst + rate
-// stays a request short of n, so that a request arriving late or early by
-// a few milliseconds cannot tip a window over. A small burst leaves room
-// for a high rate: 47 a second for a limit of 50, 94 for 100. Below 10 a
-// second there is no request to spare: burst + rate ≤ n, and at least half
-// of n.
-func paceRate(n float64) float64 {
-	b := float64(paceBurst(n))
-	if n >= 10 {
-		return n - b - 1
-	}
-	return max(n-b, 0.5*n, minRate)
-}
-
-func paceBurst(n float64) int {
-	return max(1, int(0.04*n))
+	return limits.CloudRate(ep.Method, ep.Path), true
 }
 
 // Wait implements RateLimiter.
@@ -533,7 +502,7 @@ func (g *governor) learn(b *bucket, rl RateLimit, inflight int, now time.Time) (
 			if p.Beta != beta {
 				continue
 			}
-			if p.isQuota() {
+			if limits.IsQuota(p.Name) {
 				if !p.Beta && p.Remaining == 0 && p.Reset.After(now) {
 					g.pauseAll(&pause{until: p.Reset, policy: p.Name, cause: "until the quota resets: the server said none is left"})
 				}
@@ -557,11 +526,11 @@ func (g *governor) learn(b *bucket, rl RateLimit, inflight int, now time.Time) (
 	switch {
 	case rl.FillRate > 0 && rl.Interval > 0:
 		// Data Center: one bucket for all of this user's requests.
-		r := boundRate(float64(rl.FillRate) / rl.Interval.Seconds())
+		r := limits.BoundRate(float64(rl.FillRate) / rl.Interval.Seconds())
 		g.global.mu.Lock()
 		burst := g.global.burst
 		if rl.Limit > 0 {
-			burst = min(rl.Limit, maxBurst)
+			burst = min(rl.Limit, limits.MaxBurst)
 		}
 		same := g.global.rate == r && g.global.burst == burst
 		g.global.mu.Unlock()
@@ -591,8 +560,8 @@ func (g *governor) throttled(b *bucket, o Outcome, announced bool, now time.Time
 			break
 		}
 	}
-	wait := boundWait(o.Wait)
-	if quota429(rl, wait) {
+	wait := limits.BoundWait(o.Wait)
+	if limits.Quota429(rl.Reason, rl.RetryAfter >= 0, !rl.Reset.IsZero(), wait) {
 		g.pauseAll(&pause{until: now.Add(wait), reason: rl.Reason, policy: policy, cause: "after a 429"})
 		return
 	}
@@ -603,25 +572,6 @@ func (g *governor) throttled(b *bucket, o Outcome, announced bool, now time.Time
 	if !announced {
 		g.cutRate(b, int(b.inflight.Load()), now)
 	}
-}
-
-// shortWait is the longest wait an unknown 429 reason may ask for and
-// still be taken for a burst limit, not a quota.
-const shortWait = 5 * time.Second
-
-// quota429 reports whether a 429 is about a quota that holds every
-// endpoint: Jira's hourly quotas, an unknown reason with a long wait, or
-// the gateway's 429 that names nothing but X-RateLimit-Reset.
-func quota429(rl RateLimit, wait time.Duration) bool {
-	switch r := rl.Reason; {
-	case strings.Contains(r, "quota"), r == "jira-cost-based":
-		return true
-	case r == "jira-burst-based", r == "jira-per-issue-on-write":
-		return false
-	case r == "":
-		return rl.RetryAfter < 0 && !rl.Reset.IsZero()
-	}
-	return wait > shortWait
 }
 
 // pauseAll and pauseEndpoint start (or extend) a pause; requests already
@@ -659,13 +609,10 @@ func setPause(ptr *atomic.Pointer[pause], p *pause) {
 	}
 }
 
-// maxBurst bounds a bucket's burst, whatever a server announces.
-const maxBurst = 1 << 16
-
 // setRate paces b for a limit of n requests a second.
 func (g *governor) setRate(b *bucket, n float64, policy string) {
-	n = boundRate(n)
-	r := paceRate(n)
+	n = limits.BoundRate(n)
+	r := limits.PaceRate(n)
 	b.mu.Lock()
 	same := b.learned && b.lim.limit() == r && !b.cut.Load()
 	b.mu.Unlock()
@@ -678,7 +625,7 @@ func (g *governor) setRate(b *bucket, n float64, policy string) {
 		// Limit first: coming from no limit, the bucket starts with one
 		// token, not full: what was sent before the limit was known
 		// counts already.
-		b.lim.set(r, min(paceBurst(n), maxBurst), time.Now())
+		b.lim.set(r, min(limits.PaceBurst(n), limits.MaxBurst), time.Now())
 		b.learned, b.ceiling, b.policy, b.limit = true, r, policy, n
 		b.cut.Store(false)
 		b.known.Store(true)
@@ -727,13 +674,13 @@ func (g *governor) cutRate(b *bucket, inflight int, now time.Time) {
 	}
 	cur := b.lim.limit()
 	if math.IsInf(cur, 1) {
-		cur = cloudDefaultRate
+		cur = limits.CloudDefaultRate
 	}
 	next := cur * 0.9
 	if n := b.servedLastSecond(now); n > 0 {
-		next = min(next, paceRate(float64(n)))
+		next = min(next, limits.PaceRate(float64(n)))
 	}
-	next = max(next, minRate)
+	next = max(next, limits.MinRate)
 	if !b.cut.Load() {
 		b.ceiling = b.lim.limit()
 	}
@@ -742,7 +689,7 @@ func (g *governor) cutRate(b *bucket, inflight int, now time.Time) {
 	g.repace(func() {
 		b.mu.Lock()
 		defer b.mu.Unlock()
-		b.lim.set(next, paceBurst(next), now)
+		b.lim.set(next, limits.PaceBurst(next), now)
 		b.cut.Store(true)
 		b.known.Store(true)
 		b.storePace()
@@ -770,7 +717,7 @@ func (b *bucket) recover(g *governor, now time.Time) {
 	g.repace(func() {
 		b.mu.Lock()
 		defer b.mu.Unlock()
-		b.lim.set(next, paceBurst(next), now)
+		b.lim.set(next, limits.PaceBurst(next), now)
 		if done {
 			b.cut.Store(false)
 		}

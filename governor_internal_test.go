@@ -12,56 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/servicedesk-go/servicedesk/internal/limits"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-func TestPacingStaysBelowTheLimit(t *testing.T) {
-	t.Parallel()
-	for _, n := range []float64{1, 2, 5, 10, 20, 50, 100, 200, 1000} {
-		r, b := float64(paceRate(n)), float64(paceBurst(n))
-		assert.GreaterOrEqual(t, b, 1.0, "n=%v", n)
-		if n >= 10 {
-			assert.LessOrEqual(t, r+b, n-1, "n=%v: one window holds a request less than the limit", n)
-			assert.GreaterOrEqual(t, r, 0.8*n, "n=%v", n)
-			if n >= 20 {
-				assert.GreaterOrEqual(t, r, 0.9*n, "n=%v: close to the limit", n)
-			}
-		} else {
-			// Below 2 a second the bucket holds one token and refills it
-			// in 1/r ≥ 1 s: one request a window at most.
-			if n >= 2 {
-				assert.LessOrEqual(t, r+b, n, "n=%v", n)
-			}
-			assert.GreaterOrEqual(t, r, 0.5*n, "n=%v", n)
-		}
-	}
-}
-
-func TestQuota429(t *testing.T) {
-	t.Parallel()
-	reset := time.Now().Add(time.Hour)
-	cases := []struct {
-		name  string
-		rl    RateLimit
-		wait  time.Duration
-		quota bool
-	}{
-		{"global quota", RateLimit{Reason: "jira-quota-global-based", RetryAfter: time.Hour}, time.Hour, true},
-		{"tenant quota", RateLimit{Reason: "jira-quota-tenant-based", RetryAfter: time.Second}, time.Second, true},
-		{"cost based", RateLimit{Reason: "jira-cost-based", RetryAfter: time.Hour}, time.Hour, true},
-		{"burst", RateLimit{Reason: "jira-burst-based", RetryAfter: time.Hour}, time.Hour, false},
-		{"per issue", RateLimit{Reason: "jira-per-issue-on-write", RetryAfter: 2 * time.Second}, 2 * time.Second, false},
-		{"gateway: reset only", RateLimit{RetryAfter: -1, Reset: reset}, time.Hour, true},
-		{"no reason, Retry-After", RateLimit{RetryAfter: time.Second, Reset: reset}, time.Hour, false},
-		{"no reason, nothing", RateLimit{RetryAfter: -1}, 0, false},
-		{"unknown reason, short wait", RateLimit{Reason: "jira-max-concurrent-threads-across-all-instances-per-tenant-per-user", RetryAfter: time.Second}, time.Second, false},
-		{"unknown reason, long wait", RateLimit{Reason: "jira-something-new", RetryAfter: time.Minute}, time.Minute, true},
-	}
-	for _, tc := range cases {
-		assert.Equal(t, tc.quota, quota429(tc.rl, tc.wait), tc.name)
-	}
-}
 
 // TestUnannouncedBurstCutsThenRecovers: a 429 that says nothing of the
 // limit lowers the endpoint's rate to the pace for what was served in the
@@ -73,7 +28,7 @@ func TestUnannouncedBurstCutsThenRecovers(t *testing.T) {
 	ep := Endpoint{Method: http.MethodPost, Path: deskCustomersTemplate}
 	b := g.bucket(ep)
 	start := b.lim.limit()
-	assert.Equal(t, paceRate(cloudDefaultRate), start)
+	assert.Equal(t, limits.PaceRate(limits.CloudDefaultRate), start)
 
 	none := RateLimit{Limit: -1, Remaining: -1, FillRate: -1, RetryAfter: -1}
 	for i := 0; i < 30; i++ { // 30 served in the last second: the limit, most likely
@@ -83,7 +38,7 @@ func TestUnannouncedBurstCutsThenRecovers(t *testing.T) {
 	g.admitted(b)
 	g.Done(ep, Outcome{StatusCode: 429, RateLimit: none})
 	cut := b.lim.limit()
-	assert.Equal(t, paceRate(30), cut)
+	assert.Equal(t, limits.PaceRate(30), cut)
 	assert.Equal(t, float64(cut), b.pace(), "published for the in-flight bound")
 	p := b.pause.Load()
 	require.NotNil(t, p, "paused a second, burst limits being per second")
@@ -120,8 +75,8 @@ func TestAnnouncedLimitIsLearned(t *testing.T) {
 	h := http.Header{"Ratelimit-Policy": {`"jira-burst-based";q=20;w=1`}, "Ratelimit": {`"jira-burst-based";r=15;t=1`}}
 	rl, _ := rateLimitOf(h, time.Now())
 	g.Done(ep, Outcome{StatusCode: 200, RateLimit: rl})
-	assert.Equal(t, paceRate(20), g.bucket(ep).lim.limit())
-	assert.Equal(t, paceBurst(20), g.bucket(ep).lim.burst)
+	assert.Equal(t, limits.PaceRate(20), g.bucket(ep).lim.limit())
+	assert.Equal(t, limits.PaceBurst(20), g.bucket(ep).lim.burst)
 
 	require.NoError(t, g.Wait(context.Background(), ep, time.Second))
 	h = http.Header{"X-Ratelimit-Limit": {"60"}, "X-Ratelimit-Remaining": {"59"}, "X-Ratelimit-Fillrate": {"10"}, "X-Ratelimit-Interval-Seconds": {"2"}}
@@ -166,12 +121,12 @@ func TestServerNumbersAreBounded(t *testing.T) {
 	}
 	rl, ok := rateLimitOf(h, now)
 	require.True(t, ok)
-	day := now.Add(maxServerWait + time.Second)
+	day := now.Add(limits.MaxServerWait + time.Second)
 	assert.False(t, rl.Reset.After(day))
-	assert.LessOrEqual(t, rl.Interval, maxServerWait)
-	assert.LessOrEqual(t, rl.RetryAfter, maxServerWait)
+	assert.LessOrEqual(t, rl.Interval, limits.MaxServerWait)
+	assert.LessOrEqual(t, rl.RetryAfter, limits.MaxServerWait)
 	for _, p := range rl.Policies {
-		assert.LessOrEqual(t, p.Window, maxServerWait, p.Name)
+		assert.LessOrEqual(t, p.Window, limits.MaxServerWait, p.Name)
 		assert.False(t, p.Reset.After(day), p.Name)
 	}
 
@@ -185,14 +140,14 @@ func TestServerNumbersAreBounded(t *testing.T) {
 			assert.False(t, p.until.After(day), "a pause of at most a day")
 		}
 	}
-	assert.GreaterOrEqual(t, float64(g.global.limit()), minRate, "Data Center's fill rate has a floor")
-	assert.GreaterOrEqual(t, float64(b.lim.limit()), minRate, "the burst policy's rate has a floor")
-	assert.GreaterOrEqual(t, float64(paceRate(boundRate(1e-30))), minRate)
+	assert.GreaterOrEqual(t, float64(g.global.limit()), limits.MinRate, "Data Center's fill rate has a floor")
+	assert.GreaterOrEqual(t, float64(b.lim.limit()), limits.MinRate, "the burst policy's rate has a floor")
+	assert.GreaterOrEqual(t, float64(limits.PaceRate(limits.BoundRate(1e-30))), limits.MinRate)
 }
 
 // TestLongPolicyHeadersAreReadWithinABound: a megabyte of distinct policy
 // names costs what a few kilobytes do: only the first maxParsed bytes and
-// maxPolicies policies are read (net/http accepts a 10 MB header, and
+// limits.MaxPolicies policies are read (net/http accepts a 10 MB header, and
 // merging it whole took 29 s of CPU).
 func TestLongPolicyHeadersAreReadWithinABound(t *testing.T) { // not parallel: AllocsPerRun
 	long := func(n int) http.Header {
@@ -205,7 +160,7 @@ func TestLongPolicyHeadersAreReadWithinABound(t *testing.T) { // not parallel: A
 	}
 	small, big := long(8<<10), long(1<<20)
 	ps := policiesOf(big, time.Now())
-	assert.Len(t, ps, maxPolicies)
+	assert.Len(t, ps, limits.MaxPolicies)
 	for _, p := range ps {
 		assert.NotEqual(t, "jira-burst-based", p.Name, "what comes after the bound is not read")
 	}

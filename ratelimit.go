@@ -1,11 +1,12 @@
 package servicedesk
 
 import (
-	"math"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/servicedesk-go/servicedesk/internal/limits"
 )
 
 // RateLimit is what an answer's headers say about Jira's rate limits.
@@ -31,7 +32,7 @@ type RateLimit struct {
 	Interval time.Duration
 	// Policies are the structured RateLimit-Policy and RateLimit headers
 	// (and their informational Beta- forms), one entry per policy name;
-	// at most maxPolicies, from the first maxParsed bytes of each header.
+	// at most 16, from the first 4 KiB of each header.
 	Policies []RateLimitPolicy
 	// Policy is set on a request the client's own rate limiter refused
 	// (an *Error with Attempts 0): the policy, as named in
@@ -52,10 +53,6 @@ type RateLimitPolicy struct {
 	Reset     time.Time     // now + t, on the local clock; zero when not sent
 	Beta      bool          // from Beta-RateLimit-Policy / Beta-RateLimit: informational, not enforced
 }
-
-// isQuota reports whether the policy is one of the app's hourly quotas
-// (points, every endpoint), not a per-endpoint burst limit.
-func (p RateLimitPolicy) isQuota() bool { return strings.Contains(p.Name, "quota") }
 
 // The headers read, in canonical form: http.Header.Get would canonicalise
 // each name on every lookup, an allocation apiece, on every answer.
@@ -123,12 +120,12 @@ func rateLimitOf(h http.Header, now time.Time) (rl RateLimit, ok bool) {
 	}
 	if v := get(h, hInterval); v != "" {
 		if secs := atoiOr(v, -1); secs > 0 {
-			rl.Interval = boundWait(time.Duration(min(secs, int(maxServerWait/time.Second))) * time.Second)
+			rl.Interval = limits.BoundWait(time.Duration(min(secs, int(limits.MaxServerWait/time.Second))) * time.Second)
 		}
 		ok = true
 	}
 	if in, found := resetIn(h, now); found {
-		rl.Reset, ok = localTime(now, boundWait(in)), true
+		rl.Reset, ok = localTime(now, limits.BoundWait(in)), true
 	}
 	if h[hPolicy] != nil || h[hRateLimit] != nil || h[hBetaPolicy] != nil || h[hBetaRateLimit] != nil {
 		rl.Policies = policiesOf(h, now)
@@ -158,7 +155,7 @@ func atoiOr(s string, or int) int {
 
 // policiesOf merges the structured headers into one entry per policy name
 // (and per Beta-ness), in the order they first appear: at most
-// maxPolicies of them, from what parseStructuredList reads.
+// limits.MaxPolicies of them, from what parseStructuredList reads.
 func policiesOf(h http.Header, now time.Time) []RateLimitPolicy {
 	var out []RateLimitPolicy
 	find := func(name string, beta bool) *RateLimitPolicy {
@@ -167,7 +164,7 @@ func policiesOf(h http.Header, now time.Time) []RateLimitPolicy {
 				return &out[i]
 			}
 		}
-		if len(out) == maxPolicies {
+		if len(out) == limits.MaxPolicies {
 			return nil
 		}
 		out = append(out, RateLimitPolicy{Name: name, Quota: -1, Remaining: -1, Beta: beta})
@@ -224,13 +221,14 @@ func (it sfItem) int(key string) (int, bool) {
 // parseStructuredList reads `"name";k=v;k2=v2, name2;k=v` from the lines
 // of a header. It is lenient, as a client should be: a member it cannot
 // read is skipped, not the whole header. It reads the first maxParsed
-// bytes and at most maxPolicies members with a name: a server cannot make
-// the client spend more on its headers (net/http accepts megabytes).
+// bytes and at most limits.MaxPolicies members with a name: a server
+// cannot make the client spend more on its headers (net/http accepts
+// megabytes).
 func parseStructuredList(lines []string) []sfItem {
 	var items []sfItem
 	budget := maxParsed
 	for _, line := range lines {
-		if budget <= 0 || len(items) == maxPolicies {
+		if budget <= 0 || len(items) == limits.MaxPolicies {
 			break
 		}
 		cut := len(line) > budget
@@ -243,7 +241,7 @@ func parseStructuredList(lines []string) []sfItem {
 			members = members[:len(members)-1] // the member cut in two
 		}
 		for _, member := range members {
-			if len(items) == maxPolicies {
+			if len(items) == limits.MaxPolicies {
 				break
 			}
 			parts := splitOutsideQuotes(member, ';')
@@ -341,48 +339,23 @@ func retryAfterValue(v string, h http.Header, now time.Time) (time.Duration, boo
 }
 
 // maxRetryAfter caps what a server can make us wait.
-const maxRetryAfter = maxServerWait
+const maxRetryAfter = limits.MaxServerWait
 
-// Bounds on what a server says about rate limits. Every wait, pause and
-// pace the client takes from an answer goes through these: nothing a
-// server sends can stop the client for good, or make it spend long on
-// reading headers.
-const (
-	// maxServerWait is the longest wait or pause an answer can set.
-	maxServerWait = 24 * time.Hour
-	// minRate is the slowest pace an answer can set: one request a minute.
-	minRate = 1.0 / 60
-	// maxRate is the fastest a limit is taken to be (beyond it, pacing is
-	// moot), keeping bucket sizes sane.
-	maxRate = 1e6
-	// maxParsed is how many bytes of a structured rate-limit header are
-	// read, and maxPolicies how many policies are kept.
-	maxParsed   = 4 << 10
-	maxPolicies = 16
-)
-
-// boundWait clamps a wait from a server to [0, maxServerWait].
-func boundWait(d time.Duration) time.Duration { return min(max(d, 0), maxServerWait) }
+// The bounds on what a server says about rate limits are package limits';
+// maxParsed is how many bytes of a structured rate-limit header are read.
+const maxParsed = 4 << 10
 
 // secondsWait is n seconds from a header, bounded.
 func secondsWait(n int) time.Duration {
-	return boundWait(time.Duration(min(n, int(maxServerWait/time.Second))) * time.Second)
+	return limits.BoundWait(time.Duration(min(n, int(limits.MaxServerWait/time.Second))) * time.Second)
 }
 
-// boundUntil clamps a time a pause ends to at most maxServerWait away.
+// boundUntil clamps a time a pause ends to at most limits.MaxServerWait away.
 func boundUntil(t time.Time) time.Time {
-	if limit := time.Now().Add(maxServerWait); t.After(limit) {
+	if limit := time.Now().Add(limits.MaxServerWait); t.After(limit) {
 		return limit
 	}
 	return t
-}
-
-// boundRate clamps a limit, in requests a second, to [minRate, maxRate].
-func boundRate(n float64) float64 {
-	if math.IsNaN(n) {
-		return minRate
-	}
-	return min(max(n, minRate), maxRate)
 }
 
 // localTime is now+d as a plain UTC time (no monotonic reading), so it

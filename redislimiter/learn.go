@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/servicedesk-go/servicedesk/internal/limits"
+
 	"github.com/servicedesk-go/servicedesk"
 )
 
@@ -42,7 +44,7 @@ func opsFor(o servicedesk.Outcome, now time.Time) []op {
 	rl := o.RateLimit
 	var ops []op
 	announced := false
-	policies := rl.Policies[:min(len(rl.Policies), maxPolicies)]
+	policies := rl.Policies[:min(len(rl.Policies), limits.MaxPolicies)]
 	// Enforced policies win over Beta ones of the same name.
 	for _, beta := range []bool{false, true} {
 		for _, p := range policies {
@@ -50,22 +52,22 @@ func opsFor(o servicedesk.Outcome, now time.Time) []op {
 				continue
 			}
 			name := cleanName(p.Name)
-			if isQuota(p.Name) {
+			if limits.IsQuota(p.Name) {
 				if !p.Beta && p.Remaining == 0 && p.Reset.After(now) {
-					ops = append(ops, op{kind: opPauseAll, wait: boundWait(p.Reset.Sub(now)), policy: name,
+					ops = append(ops, op{kind: opPauseAll, wait: limits.BoundWait(p.Reset.Sub(now)), policy: name,
 						cause: "until the quota resets: the server said none is left"})
 				}
 				continue
 			}
 			if !announced && p.Quota > 0 && p.Window > 0 {
-				ops = append(ops, op{kind: opRate, limit: boundRate(float64(p.Quota) / p.Window.Seconds()), policy: name})
+				ops = append(ops, op{kind: opRate, limit: limits.BoundRate(float64(p.Quota) / p.Window.Seconds()), policy: name})
 				announced = true
 			}
 			if p.Remaining >= 0 && !p.Beta {
 				// r is the server's count of what is left in its window:
 				// none means none until t, whatever the bucket holds.
 				if p.Remaining == 0 && p.Reset.After(now) {
-					ops = append(ops, op{kind: opPauseEndpoint, wait: boundWait(p.Reset.Sub(now)), policy: name,
+					ops = append(ops, op{kind: opPauseEndpoint, wait: limits.BoundWait(p.Reset.Sub(now)), policy: name,
 						cause: "until the window resets: the server said none are left"})
 				} else {
 					ops = append(ops, op{kind: opSpend, count: boundCount(p.Remaining)})
@@ -76,9 +78,9 @@ func opsFor(o servicedesk.Outcome, now time.Time) []op {
 	switch {
 	case rl.FillRate > 0 && rl.Interval > 0:
 		// Data Center: one bucket for all of this user's requests.
-		g := op{kind: opGlobalRate, limit: boundRate(float64(rl.FillRate) / rl.Interval.Seconds()), burst: 1}
+		g := op{kind: opGlobalRate, limit: limits.BoundRate(float64(rl.FillRate) / rl.Interval.Seconds()), burst: 1}
 		if rl.Limit > 0 {
-			g.burst = min(rl.Limit, maxBurst)
+			g.burst = min(rl.Limit, limits.MaxBurst)
 		}
 		ops = append(ops, g)
 		if rl.Remaining >= 0 {
@@ -87,7 +89,7 @@ func opsFor(o servicedesk.Outcome, now time.Time) []op {
 		announced = true
 	case !announced && rl.Reason == "jira-burst-based" && rl.Limit > 0:
 		// On Cloud, X-RateLimit-Limit of a burst limit is per second.
-		ops = append(ops, op{kind: opRate, limit: boundRate(float64(rl.Limit)), policy: cleanName(rl.Reason)})
+		ops = append(ops, op{kind: opRate, limit: limits.BoundRate(float64(rl.Limit)), policy: cleanName(rl.Reason)})
 		announced = true
 	}
 	if o.StatusCode == 429 {
@@ -101,15 +103,15 @@ func opsFor(o servicedesk.Outcome, now time.Time) []op {
 func throttled(o servicedesk.Outcome, announced bool) []op {
 	rl := o.RateLimit
 	policy := ""
-	for _, p := range rl.Policies[:min(len(rl.Policies), maxPolicies)] {
+	for _, p := range rl.Policies[:min(len(rl.Policies), limits.MaxPolicies)] {
 		if !p.Beta && p.Remaining == 0 {
 			policy = cleanName(p.Name)
 			break
 		}
 	}
 	reason := cleanName(rl.Reason)
-	wait := boundWait(o.Wait)
-	if quota429(rl, wait) {
+	wait := limits.BoundWait(o.Wait)
+	if limits.Quota429(rl.Reason, rl.RetryAfter >= 0, !rl.Reset.IsZero(), wait) {
 		return []op{{kind: opPauseAll, wait: wait, reason: reason, policy: policy, cause: "after a 429"}}
 	}
 	if wait <= 0 {
@@ -158,7 +160,7 @@ func (o op) args() []any {
 	case opPauseAll, opPauseEndpoint:
 		return []any{string(o.kind), o.wait.Microseconds(), 0, 0, o.reason, o.cause, o.policy}
 	case opRate:
-		return []any{string(o.kind), f(o.limit), f(paceRate(o.limit)), paceBurst(o.limit), o.policy, "", ""}
+		return []any{string(o.kind), f(o.limit), f(limits.PaceRate(o.limit)), limits.PaceBurst(o.limit), o.policy, "", ""}
 	case opSpend, opGlobalSpend:
 		return []any{string(o.kind), o.count, 0, 0, "", "", ""}
 	case opGlobalRate:

@@ -45,6 +45,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/servicedesk-go/servicedesk/internal/limits"
+
 	"github.com/redis/go-redis/v9"
 	"github.com/servicedesk-go/servicedesk"
 )
@@ -375,7 +377,7 @@ func (l *limiter) scriptArgs(e *endpoint, rels []release) ([]string, []any) {
 	n := e.start
 	rate, burst := 0.0, 1
 	if n > 0 {
-		rate, burst = paceRate(n), paceBurst(n)
+		rate, burst = limits.PaceRate(n), limits.PaceBurst(n)
 	}
 	args := []any{l.proc, l.timing.key.Milliseconds(), l.timing.lease.Milliseconds(),
 		strconv.FormatFloat(n, 'g', -1, 64), strconv.FormatFloat(rate, 'g', -1, 64), burst, len(rels)}

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/servicedesk-go/servicedesk/internal/limits"
+
 	"github.com/redis/go-redis/v9"
 )
 
@@ -316,7 +318,7 @@ func parseReply(v any) (reply, error) {
 		return x
 	}
 	r.code = i(0)
-	r.wait = boundWait(time.Duration(i(1)) * time.Microsecond)
+	r.wait = limits.BoundWait(time.Duration(i(1)) * time.Microsecond)
 	r.reason, r.cause, r.global, r.epoch = s(2), s(3), s(4) == "a", s(5)
 	r.policy, r.queued = s(16), i(17)
 	r.st = state{
