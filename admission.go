@@ -126,6 +126,9 @@ func (noLimiter) Done(Endpoint, Outcome)                              {}
 // maxAutoInFlight caps the adaptive bound on requests in flight.
 const maxAutoInFlight = 64
 
+// probeEvery is the shortest time between two steps of the probing bound.
+const probeEvery = 500 * time.Millisecond
+
 // slotLimit is how many requests the client may have on the wire for a
 // call to b's endpoint: WithMaxInFlight's number, or else the adaptive
 // bound (see concurrency).
@@ -151,8 +154,8 @@ func (c *Client) slotLimit(b *bucket) int {
 //
 // Until then the bound probes, as TCP's congestion window does: it starts
 // at DefaultMaxInFlight (Atlassian asks for 5–10), grows by one a round
-// trip while calls wait for a slot and answers come back 2xx, and falls by
-// a quarter on a 429. A crowd of goroutines cannot burst, and a slow
+// trip (at most two a second) while calls wait for a slot and answers come
+// back 2xx, and falls by a quarter on a 429. A crowd of goroutines cannot burst, and a slow
 // server does not hold a bulk job below its limit for good: at 250 ms a
 // request, 8 in flight are 32 a second.
 //
@@ -194,8 +197,11 @@ func (cc *concurrency) observe(d time.Duration, status int, starved bool) {
 			cc.grown.Store(now)
 		}
 	case status >= 200 && status < 300 && n < maxAutoInFlight && starved:
-		// One more a round trip while calls wait for slots.
-		if last := cc.grown.Load(); now-last >= cc.latencyNS.Load() && cc.grown.CompareAndSwap(last, now) {
+		// One more a round trip while calls wait for slots, and no more
+		// than two a second: Jira counts its burst limits by the second,
+		// and the requests in flight when one is crossed all come back
+		// 429, so the bound must not run far ahead of the server's word.
+		if last := cc.grown.Load(); now-last >= max(cc.latencyNS.Load(), int64(probeEvery)) && cc.grown.CompareAndSwap(last, now) {
 			cc.probe.CompareAndSwap(stored, n+1)
 		}
 	}

@@ -205,16 +205,18 @@ func TestSlotLimitFollowsPaceAndLatency(t *testing.T) {
 
 	const rtt = 250 * time.Millisecond
 	c.conc.observe(rtt, 204, false)
-	c.conc.grown.Add(-int64(rtt))
+	c.conc.grown.Add(-int64(probeEvery))
 	c.conc.observe(rtt, 204, false)
 	assert.Equal(t, DefaultMaxInFlight, c.slotLimit(add), "no call waited for a slot: no reason to grow")
 	for round := 0; round < 4; round++ {
-		c.conc.grown.Add(-int64(rtt)) // a round trip ago
+		c.conc.grown.Add(-int64(probeEvery)) // a step ago (at most two a second)
 		for i := 0; i < c.slotLimit(add); i++ {
 			c.conc.observe(rtt, 204, true)
 		}
 	}
 	assert.Equal(t, DefaultMaxInFlight+4, c.slotLimit(add), "one more a round trip")
+	c.conc.observe(rtt, 204, true)
+	assert.Equal(t, DefaultMaxInFlight+4, c.slotLimit(add), "not two steps within half a second")
 	c.conc.observe(rtt, 429, true)
 	assert.Equal(t, 9, c.slotLimit(add), "a quarter less after a 429")
 
