@@ -85,13 +85,20 @@ const maxRedirects = 10
 
 // redirectPolicy follows redirects as net/http does, within these limits:
 // a request with a body (which may hold a secret, such as a token grant's
-// assertion, or a customer's email) is not sent to another origin, and the
-// user's CheckRedirect has its say. Every refusal is a redirectError, which
+// assertion, or a customer's email) is not sent to another origin, nor
+// turned into a GET without it (a 301, 302 or 303 after a POST or DELETE),
+// and the user's CheckRedirect has its say. Every refusal is a redirectError, which
 // the retry policy never retries: the same answer would come again.
 func (t *transport) redirectPolicy(user func(*http.Request, []*http.Request) error) func(*http.Request, []*http.Request) error {
 	return func(req *http.Request, via []*http.Request) error {
 		if len(via) >= maxRedirects {
 			return &redirectError{fmt.Errorf("stopped after %d redirects", maxRedirects)}
+		}
+		// A 301, 302 or 303 turns a POST or DELETE into a GET without its
+		// body: following it would report an Add or a Remove done that
+		// never was.
+		if first := via[0]; req.Method != first.Method {
+			return &redirectError{fmt.Errorf("refused a redirect that would turn %s into %s and drop the request's body", first.Method, req.Method)}
 		}
 		if (req.GetBody != nil || req.Body != nil && req.Body != http.NoBody) && !t.sameOrigin(req.URL) {
 			return &redirectError{fmt.Errorf("refused a redirect to %s: the request's body goes only to %s", origin(req.URL.Scheme, req.URL.Host), t.origin)}

@@ -100,6 +100,53 @@ func TestBodyIsNotRedirectedToAnotherOrigin(t *testing.T) {
 	assert.JSONEq(t, `{"accountIds":["a"]}`, string(got))
 }
 
+// TestRedirectThatWouldDropTheBodyIsRefused: a 301, 302 or 303 turns a
+// POST or DELETE into a GET without a body, which net/http follows; an Add
+// or Remove then "succeeded" with nothing done. Such a redirect is refused,
+// on the configured origin too, and the call fails saying so.
+func TestRedirectThatWouldDropTheBodyIsRefused(t *testing.T) {
+	t.Parallel()
+	for _, status := range []int{http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther} {
+		var seen []string
+		var mu sync.Mutex
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			seen = append(seen, r.Method+" "+r.URL.Path)
+			mu.Unlock()
+			if !strings.HasPrefix(r.URL.Path, "/moved") {
+				http.Redirect(w, r, "/moved"+r.URL.Path, status)
+				return
+			}
+			w.WriteHeader(http.StatusNoContent)
+		}))
+		t.Cleanup(srv.Close)
+		c, err := servicedesk.NewClient(srv.URL, basicAuth())
+		require.NoError(t, err)
+		err = addOne(c, context.Background())
+		require.Error(t, err, "%d: the Add did not happen", status)
+		assert.ErrorContains(t, err, "would turn POST into GET", "%d", status)
+		err = c.Customers.Remove(context.Background(), "1", servicedesk.CustomerIDs{AccountIDs: []string{"a"}})
+		assert.ErrorContains(t, err, "would turn DELETE into GET", "%d", status)
+		mu.Lock()
+		assert.Equal(t, []string{"POST /rest/servicedeskapi/servicedesk/1/customer", "DELETE /rest/servicedeskapi/servicedesk/1/customer"}, seen, "%d: not followed, not retried", status)
+		mu.Unlock()
+	}
+	// A GET is redirected as a GET: followed.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, "/moved") {
+			http.Redirect(w, r, "/moved"+r.URL.Path, http.StatusFound)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"values":[],"isLastPage":true}`)
+	}))
+	t.Cleanup(srv.Close)
+	c, err := servicedesk.NewClient(srv.URL, basicAuth())
+	require.NoError(t, err)
+	_, err = c.Customers.List(context.Background(), "1", nil)
+	require.NoError(t, err)
+}
+
 // TestRetriesReuseTheConnectionAfterLargeErrorPages: an edge's HTML 503 page
 // is larger than the 4 KiB retryablehttp drains; the SDK reads it whole, so
 // every retry goes out on the same connection, not a new one (with TLS, a
