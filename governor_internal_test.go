@@ -391,3 +391,24 @@ func TestInFlightCountsDoNotDrift(t *testing.T) {
 	assert.Empty(t, cg.waiting, "turns left registered")
 	cg.wmu.Unlock()
 }
+
+// TestSameNamePoliciesKeepTheTighter: an answer naming one policy twice
+// (two burst limits on one endpoint) is read as the tighter of the two:
+// the lower rate, the fewer remaining, the later reset; read the other
+// way, listing (5 a second) was paced at 100 a second.
+func TestSameNamePoliciesKeepTheTighter(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	for _, order := range [][2]string{{"5", "100"}, {"100", "5"}} {
+		h := http.Header{
+			"Ratelimit-Policy": {`"jira-burst-based";q=` + order[0] + `;w=1, "jira-burst-based";q=` + order[1] + `;w=1`},
+			"Ratelimit":        {`"jira-burst-based";r=3;t=1, "jira-burst-based";r=0;t=2`},
+		}
+		ps := policiesOf(h, now)
+		require.Len(t, ps, 1)
+		assert.Equal(t, 5, ps[0].Quota)
+		assert.Equal(t, time.Second, ps[0].Window)
+		assert.Equal(t, 0, ps[0].Remaining)
+		assert.Equal(t, localTime(now, 2*time.Second), ps[0].Reset)
+	}
+}

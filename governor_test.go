@@ -499,3 +499,19 @@ func TestSlotWaitersSeeAPauseSetMeanwhile(t *testing.T) {
 	assert.Equal(t, map[int]int{204: 2, 429: 1}, statuses(srv), "one 429; the waiters saw its pause")
 	assert.Equal(t, int32(13), unsent.Load())
 }
+
+// TestCloudLimitsOfTheFakeAreKept: against the fake's Cloud limits
+// (listing 5 a second, announced on every answer with the other limits
+// that hold the endpoint), a client listing in a loop is paced by the
+// first answer and never answered 429.
+func TestCloudLimitsOfTheFakeAreKept(t *testing.T) {
+	t.Parallel()
+	srv := servicedesktest.NewServer(servicedesktest.WithCloudLimits())
+	t.Cleanup(srv.Close)
+	c := fakeClient(t, srv)
+	for i := 0; i < 7; i++ {
+		_, err := c.Customers.List(context.Background(), "1", nil)
+		require.NoError(t, err)
+	}
+	assert.Equal(t, map[int]int{200: 7}, statuses(srv))
+}

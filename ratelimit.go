@@ -155,7 +155,9 @@ func atoiOr(s string, or int) int {
 
 // policiesOf merges the structured headers into one entry per policy name
 // (and per Beta-ness), in the order they first appear: at most
-// limits.MaxPolicies of them, from what parseStructuredList reads.
+// limits.MaxPolicies of them, from what parseStructuredList reads. A name
+// sent twice (two limits of one kind on one answer) keeps the tighter of
+// each: the lower rate, the fewer remaining, the later reset.
 func policiesOf(h http.Header, now time.Time) []RateLimitPolicy {
 	var out []RateLimitPolicy
 	find := func(name string, beta bool) *RateLimitPolicy {
@@ -177,11 +179,17 @@ func policiesOf(h http.Header, now time.Time) []RateLimitPolicy {
 			if p == nil {
 				continue
 			}
-			if q, ok := item.int("q"); ok {
-				p.Quota = q
+			q, hasQ := item.int("q")
+			w, hasW := item.int("w")
+			if !hasQ {
+				continue
 			}
-			if w, ok := item.int("w"); ok && w > 0 {
-				p.Window = secondsWait(w)
+			window := time.Duration(0)
+			if hasW && w > 0 {
+				window = secondsWait(w)
+			}
+			if p.Quota < 0 || tighter(q, window, p.Quota, p.Window) {
+				p.Quota, p.Window = q, window
 			}
 		}
 		for _, item := range parseStructuredList(h[prefix+"Ratelimit"]) {
@@ -189,15 +197,26 @@ func policiesOf(h http.Header, now time.Time) []RateLimitPolicy {
 			if p == nil {
 				continue
 			}
-			if r, ok := item.int("r"); ok {
+			if r, ok := item.int("r"); ok && (p.Remaining < 0 || r < p.Remaining) {
 				p.Remaining = r
 			}
 			if t, ok := item.int("t"); ok && t >= 0 {
-				p.Reset = localTime(now, secondsWait(t))
+				if reset := localTime(now, secondsWait(t)); reset.After(p.Reset) {
+					p.Reset = reset
+				}
 			}
 		}
 	}
 	return out
+}
+
+// tighter reports whether q per w allows fewer requests a second than
+// q0 per w0 (a policy without a window compares by its quota).
+func tighter(q int, w time.Duration, q0 int, w0 time.Duration) bool {
+	if w <= 0 || w0 <= 0 {
+		return q < q0
+	}
+	return float64(q)/w.Seconds() < float64(q0)/w0.Seconds()
 }
 
 // sfItem is one member of a structured-field list (RFC 9651): a string or

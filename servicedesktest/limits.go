@@ -253,6 +253,11 @@ func (s *Server) admit(w *statusWriter, r *http.Request, path string, now time.T
 			return false
 		}
 	}
+	// Of the burst limits that hold the request, the answer announces the
+	// tightest, as Jira's answers name one jira-burst-based policy.
+	var tightest *burst
+	var tightLeft int
+	var tightReset time.Time
 	for _, b := range l.bursts {
 		if (b.Method != "" && b.Method != r.Method) || (b.Path != "" && !matchPath(b.Path, path)) {
 			continue
@@ -276,9 +281,12 @@ func (s *Server) admit(w *statusWriter, r *http.Request, path string, now time.T
 			s.writeError(w, http.StatusTooManyRequests, "Rate limit exceeded.", "sd.error.rate.limit")
 			return false
 		}
-		if l.announce == AnnounceAlways || l.announce == AnnounceBeta {
-			announce(h, l.announce == AnnounceBeta, "jira-burst-based", b.Requests, b.Window, left, reset, now)
+		if tightest == nil || float64(b.Requests)/b.Window.Seconds() < float64(tightest.Requests)/tightest.Window.Seconds() {
+			tightest, tightLeft, tightReset = b, left, reset
 		}
+	}
+	if tightest != nil && (l.announce == AnnounceAlways || l.announce == AnnounceBeta) {
+		announce(h, l.announce == AnnounceBeta, "jira-burst-based", tightest.Requests, tightest.Window, tightLeft, tightReset, now)
 	}
 	if l.quota != nil {
 		w.beforeHeader = func() { s.chargeQuota(h, now) }
