@@ -73,7 +73,7 @@ func TestRevokedCustomerCannotSignIn(t *testing.T) {
 	for _, auth := range []servicedesk.Option{servicedesk.WithBasicAuth("cust@example.com", "ct"), servicedesk.WithBearerToken("cust-pat")} {
 		c := client(t, srv, auth)
 		_, err := c.Customers.FindByEmail(ctx, "cust@example.com")
-		require.ErrorIs(t, err, servicedesk.ErrForbidden, "signed in; customers may not browse users")
+		require.ErrorIs(t, err, servicedesk.ErrNotFound, "signed in; customers may not browse users: an empty list, as from Jira")
 	}
 	site := client(t, srv, servicedesk.WithBasicAuth("site@example.com", "st"))
 	require.NoError(t, site.Customers.RevokePortalOnlyAccess(ctx, cust.AccountID))

@@ -22,7 +22,9 @@ import (
 // form). The query matches the start of the email, the display name or one
 // of its words, or the username, ignoring case. Pages are startAt and
 // maxResults (50 by default, 1,000 at most), over the first 1,000 matches,
-// as Jira returns no more.
+// as Jira returns no more. A caller without the Browse users and groups
+// permission (here: below RoleAgent) gets an empty list, not an error, as
+// from Jira.
 func (s *Server) serveUserSearch(w http.ResponseWriter, r *http.Request, version string) {
 	if r.Method != http.MethodGet {
 		writeJSON(w, http.StatusMethodNotAllowed, map[string]any{"errorMessages": []string{"Method not allowed."}})
@@ -33,7 +35,7 @@ func (s *Server) serveUserSearch(w http.ResponseWriter, r *http.Request, version
 		return
 	}
 	if (p.app == "" || p.user != nil) && p.role() < RoleAgent {
-		writeJSON(w, http.StatusForbidden, map[string]any{"errorMessages": []string{"You do not have the permission to browse users."}})
+		writeJSON(w, http.StatusOK, []any{}) // Jira hides what it does not let the caller see
 		return
 	}
 	q := r.URL.Query()
