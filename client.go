@@ -305,8 +305,11 @@ func (cl *call) apiError(resp *http.Response) *Error {
 		e.RetryAfter = max(e.RetryAfter, cl.refusal.RetryAfter)
 		hints = append(hints, "not retried: "+strings.TrimPrefix(cl.refusal.Message, "not sent: "))
 	case cl.tooLong > 0:
-		hints = append(hints, fmt.Sprintf("not retried: the server asked to wait %v; WithRateLimitWait allows %v a call, %v of it left",
-			cl.tooLong.Round(time.Millisecond), cl.c.limitWait, max(0, cl.c.limitWait-cl.limitWaited).Round(time.Millisecond)))
+		hint := fmt.Sprintf("not retried: WithRateLimitWait allows %v a call", cl.c.limitWait)
+		if cl.limitWaited >= time.Millisecond {
+			hint += fmt.Sprintf(", %v of it left", max(0, cl.c.limitWait-cl.limitWaited).Round(time.Millisecond))
+		}
+		hints = append(hints, hint)
 	}
 	e.Hint = joinNonEmpty("; ", hints...)
 	return e

@@ -108,27 +108,24 @@ func (e *Error) Error() string {
 		b.WriteString(e.RequestID)
 		b.WriteByte(')')
 	}
+	var more []string
 	if e.RetryAfter > 0 {
-		b.WriteString("; retry after ")
-		b.WriteString(e.RetryAfter.Round(time.Millisecond).String())
+		after := "retry after " + e.RetryAfter.Round(time.Millisecond).String()
 		if e.RateLimit.Reason != "" {
-			b.WriteString(" (")
-			b.WriteString(e.RateLimit.Reason)
-			b.WriteByte(')')
+			after += " (" + e.RateLimit.Reason + ")"
 		}
+		more = append(more, after)
 	}
 	if e.Attempts > 1 {
-		b.WriteString("; gave up after ")
-		b.WriteString(strconv.Itoa(e.Attempts))
-		b.WriteString(" attempts")
+		more = append(more, "gave up after "+strconv.Itoa(e.Attempts)+" attempts")
 	}
-	for _, s := range []string{e.Hint, e.Needs} {
-		if s != "" {
-			b.WriteString("; ")
-			b.WriteString(s)
-		}
+	more = append(more, e.Hint, e.Needs)
+	head, tail := b.String(), joinNonEmpty("; ", more...)
+	if tail == "" {
+		return head
 	}
-	return b.String()
+	// A message's full stop before "; " would read ".;".
+	return strings.TrimSuffix(head, ".") + "; " + tail
 }
 
 // pathOf is the escaped path of a URL, without scheme, host or query; a

@@ -403,23 +403,23 @@ type refused struct {
 
 // refusal is the error of a request the limiter will not let out in time:
 // within maxWait, or before the context's deadline when that comes first.
-// It says why, for how long, what bounded the wait and, for a queue, how
-// deep it is and what allowance would have served it.
+// It says why, what bounded the wait and, for a queue, how deep it is and
+// what allowance would have served it; how long it would have had to wait
+// is its RetryAfter (Error() says it with the reason of the 429 behind a
+// pause).
 func refusal(r refused) *Error {
 	var b strings.Builder
 	b.WriteString("not sent: ")
 	rl := noRateLimit()
 	if p := r.pause; p != nil {
 		rl.Reason, rl.Policy = p.reason, p.policy
-		b.WriteString("paused ")
-		b.WriteString(p.cause)
-		if why := joinNonEmpty(", ", p.reason, p.policy); why != "" {
-			b.WriteString(" (" + why + ")")
+		b.WriteString("paused " + p.cause)
+		if p.policy != "" && p.policy != p.reason {
+			b.WriteString(" (" + p.policy + ")")
 		}
-		fmt.Fprintf(&b, " for another %v", r.wait.Round(time.Millisecond))
 	} else {
 		rl.Policy = r.policy
-		fmt.Fprintf(&b, "paced")
+		b.WriteString("paced")
 		if !math.IsInf(r.rate, 1) && r.rate > 0 {
 			fmt.Fprintf(&b, " at %.3g a second", r.rate)
 		}
@@ -429,7 +429,6 @@ func refusal(r refused) *Error {
 		if r.queued > 0 {
 			fmt.Fprintf(&b, ", %d requests queued ahead", r.queued)
 		}
-		fmt.Fprintf(&b, ": its turn comes in %v", r.wait.Round(time.Millisecond))
 	}
 	if r.ctxFirst {
 		b.WriteString("; the context's deadline comes first")
@@ -439,7 +438,7 @@ func refusal(r refused) *Error {
 			fmt.Fprintf(&b, " more after %v waited", r.waited.Round(time.Millisecond))
 		}
 		if r.pause == nil {
-			fmt.Fprintf(&b, " (%v would have served it)", (r.wait+r.waited).Round(100*time.Millisecond)+100*time.Millisecond)
+			fmt.Fprintf(&b, " (%v would have served it)", (r.wait + r.waited).Round(100*time.Millisecond)+100*time.Millisecond)
 		}
 	}
 	return &Error{StatusCode: 429, Message: b.String(), RetryAfter: max(r.wait, 0), RateLimit: rl}

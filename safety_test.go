@@ -395,7 +395,7 @@ func TestRetryWaitDoesNotCapTheRateLimitWait(t *testing.T) {
 	c, _ = mockClient(t, "https://x.atlassian.net", replies, servicedesk.WithRateLimitWait(500*time.Millisecond))
 	err = addOne(c, context.Background())
 	require.ErrorIs(t, err, servicedesk.ErrRateLimited)
-	assert.Contains(t, err.Error(), "not retried: the server asked to wait 1s; WithRateLimitWait allows 500ms a call")
+	assert.Contains(t, err.Error(), "429 Too Many Requests; retry after 1s; not retried: WithRateLimitWait allows 500ms a call")
 }
 
 type transportFunc func(*http.Request) (*http.Response, error)
@@ -619,7 +619,7 @@ func TestRefusalSaysHowDeepTheQueueIs(t *testing.T) {
 		}
 	}
 	require.NotEmpty(t, refused, "8 a second, 30 at once, a second allowed")
-	assert.Regexp(t, `paced at 8 a second, \d+ requests queued ahead: its turn comes in [\d.]+m?s; WithRateLimitWait allows 1s \([\d.]+s would have served it\)`, refused[0])
+	assert.Regexp(t, `not sent: paced at 8 a second, \d+ requests queued ahead; WithRateLimitWait allows 1s \([\d.]+s would have served it\); retry after [\d.]+m?s$`, refused[0])
 }
 
 // TestRateLimitWaitBoundsTheWholeCall: what a call waits on rate limits
@@ -635,5 +635,5 @@ func TestRateLimitWaitBoundsTheWholeCall(t *testing.T) {
 	err := addOne(c, context.Background())
 	require.ErrorIs(t, err, servicedesk.ErrRateLimited)
 	assert.Len(t, w.all(), 2, "the first second was waited out; a second one would pass the 1.5 s allowance")
-	assert.Contains(t, err.Error(), "WithRateLimitWait allows 1.5s a call")
+	assert.Regexp(t, `not retried: WithRateLimitWait allows 1.5s a call, (4\d\d|500)ms of it left$`, err.Error())
 }
