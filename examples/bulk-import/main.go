@@ -93,7 +93,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		fmt.Fprintf(stdout, "line %d: %v\n", r.line, r.err)
 	}
 	if *dryRun {
-		fmt.Fprintf(stdout, "dry run: %d customers to import, %d rows refused; nothing sent\n", len(rows), len(invalid))
+		fmt.Fprintf(stdout, "dry run: %s to import, %s refused; nothing sent\n", count(len(rows), "customer"), count(len(invalid), "row"))
 		if len(invalid) > 0 {
 			return fmt.Errorf("%d rows refused", len(invalid))
 		}
@@ -129,6 +129,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return err
 	}
 
+	// A mistyped desk would fail every row at its last step, after creating
+	// its account (customers cannot be deleted through the API): look first.
+	if _, err := c.Customers.List(ctx, *desk, &servicedesk.ListCustomersOptions{Limit: 1}); err != nil {
+		return fmt.Errorf("service desk %s: %w; nothing was imported", *desk, err)
+	}
+
 	results := ensureAll(ctx, c, *desk, rows, *concurrency, stderr)
 
 	var created, existing, failed int
@@ -143,8 +149,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 			fmt.Fprintf(stdout, "line %d: %s: %v\n", r.line, r.email, r.err)
 		}
 	}
-	fmt.Fprintf(stdout, "%d rows: %d created, %d already had an account, %d added to desk %s, %d refused, %d failed\n",
-		len(rows)+len(invalid), created, existing, created+existing, *desk, len(invalid), failed)
+	fmt.Fprintf(stdout, "%s: %d on desk %s (%d created, %d had an account already), %d refused, %d failed\n",
+		count(len(rows)+len(invalid), "row"), created+existing, *desk, created, existing, len(invalid), failed)
 	fmt.Fprintln(stdout, limits.String())
 	if failed > 0 || len(invalid) > 0 {
 		return fmt.Errorf("%d rows did not import", failed+len(invalid))
@@ -201,6 +207,7 @@ func readRows(in io.Reader) (rows []row, invalid []result, err error) {
 // a time, and reports progress on stderr.
 func ensureAll(ctx context.Context, c *servicedesk.Client, desk string, rows []row, concurrency int, progress io.Writer) []result {
 	results := make([]result, len(rows))
+	terminal := isTerminal(progress)
 	jobs := make(chan int)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -213,7 +220,12 @@ func ensureAll(ctx context.Context, c *servicedesk.Client, desk string, rows []r
 				results[i] = ensure(ctx, c, desk, rows[i])
 				mu.Lock()
 				done++
-				fmt.Fprintf(progress, "\rimporting customers: %d/%d", done, len(rows))
+				switch {
+				case terminal:
+					fmt.Fprintf(progress, "\rimporting customers: %d/%d", done, len(rows))
+				case done*10/len(rows) != (done-1)*10/len(rows) || done == len(rows):
+					fmt.Fprintf(progress, "importing customers: %d/%d\n", done, len(rows)) // every tenth, for a log
+				}
 				mu.Unlock()
 			}
 		}()
@@ -226,13 +238,34 @@ func ensureAll(ctx context.Context, c *servicedesk.Client, desk string, rows []r
 	}
 	close(jobs)
 	wg.Wait()
-	fmt.Fprintln(progress)
+	if terminal {
+		fmt.Fprintln(progress)
+	}
 	for i := range results {
 		if results[i].outcome == "" { // never started: cancelled
 			results[i] = result{row: rows[i], outcome: "failed", err: ctx.Err()}
 		}
 	}
 	return results
+}
+
+// isTerminal reports whether w is a terminal, where progress may redraw
+// one line; a file or a pipe gets a line every tenth instead.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// count is n things, in the singular for one.
+func count(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
 }
 
 func ensure(ctx context.Context, c *servicedesk.Client, desk string, r row) result {

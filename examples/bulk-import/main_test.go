@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/servicedesk-go/servicedesk"
 	"github.com/servicedesk-go/servicedesk/servicedesktest"
 )
 
@@ -23,7 +24,7 @@ func TestImportSampleIntoTheFake(t *testing.T) {
 	require.NoError(t, run(context.Background(), nil, &out, &progress, noEnv))
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	require.Len(t, lines, 2)
-	assert.Equal(t, "6 rows: 4 created, 2 already had an account, 6 added to desk HELP, 0 refused, 0 failed", lines[0],
+	assert.Equal(t, "6 rows: 6 on desk HELP (4 created, 2 had an account already), 0 refused, 0 failed", lines[0],
 		"grace is on the desk, ada has an account on no desk: both found and added")
 	assert.Regexp(t, `^rate limits: paced or paused \d+ of \d+ calls, .+ in all; 429 answers: \d+; calls that gave up waiting: 0$`, lines[1])
 	assert.Contains(t, progress.String(), "importing customers: 6/6")
@@ -70,9 +71,9 @@ func TestRerunIsSafe(t *testing.T) {
 
 	var first, second bytes.Buffer
 	require.NoError(t, run(context.Background(), []string{"-csv", path, "-concurrency", "8"}, &first, &bytes.Buffer{}, getenv))
-	assert.Equal(t, "30 rows: 30 created, 0 already had an account, 30 added to desk 1, 0 refused, 0 failed", firstLine(first.String()))
+	assert.Equal(t, "30 rows: 30 on desk 1 (30 created, 0 had an account already), 0 refused, 0 failed", firstLine(first.String()))
 	require.NoError(t, run(context.Background(), []string{"-csv", path}, &second, &bytes.Buffer{}, getenv))
-	assert.Equal(t, "30 rows: 0 created, 30 already had an account, 30 added to desk 1, 0 refused, 0 failed", firstLine(second.String()))
+	assert.Equal(t, "30 rows: 30 on desk 1 (0 created, 30 had an account already), 0 refused, 0 failed", firstLine(second.String()))
 	assert.Len(t, srv.Customers("1"), 30)
 }
 
@@ -105,11 +106,11 @@ func TestAccountsOnNoDeskConverge(t *testing.T) {
 			before := len(srv.Requests())
 			var out bytes.Buffer
 			require.NoError(t, run(context.Background(), []string{"-csv", path}, &out, &bytes.Buffer{}, func(k string) string { return env[k] }))
-			want := "3 rows: 1 created, 2 already had an account, 3 added to desk 1, 0 refused, 0 failed"
-			wantRequests := 2 + 3 + 3
+			want := "3 rows: 3 on desk 1 (1 created, 2 had an account already), 0 refused, 0 failed"
+			wantRequests := 1 + 2 + 3 + 3 // the desk looked at first, then 2 a new email, 3 an existing one
 			if run_ == 1 {
-				want = "3 rows: 0 created, 3 already had an account, 3 added to desk 1, 0 refused, 0 failed"
-				wantRequests = 3 * 3
+				want = "3 rows: 3 on desk 1 (0 created, 3 had an account already), 0 refused, 0 failed"
+				wantRequests = 1 + 3*3
 			}
 			assert.Equal(t, want, firstLine(out.String()), "dc=%v, run %d", dc, run_+1)
 			// On Data Center, look-ups made before the client learnt the
@@ -135,4 +136,19 @@ func TestAccountsOnNoDeskConverge(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestUnknownDeskImportsNothing: a mistyped desk is found out before any
+// account is created (customers cannot be deleted through the API).
+func TestUnknownDeskImportsNothing(t *testing.T) {
+	t.Parallel()
+	srv := servicedesktest.NewServer()
+	defer srv.Close()
+	env := map[string]string{"JSM_BASE_URL": srv.URL, "JSM_EMAIL": servicedesktest.AdminEmail, "JSM_API_TOKEN": servicedesktest.AdminToken}
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"-desk", "NOPE"}, &out, &bytes.Buffer{}, func(k string) string { return env[k] })
+	require.ErrorIs(t, err, servicedesk.ErrNotFound)
+	assert.ErrorContains(t, err, "service desk NOPE")
+	assert.ErrorContains(t, err, "nothing was imported")
+	assert.Len(t, srv.Requests(), 1, "the look at the desk, nothing more")
 }
