@@ -105,11 +105,12 @@ func (cl *call) betweenAttempts() {
 // timeout (net.Error) and matches context.DeadlineExceeded.
 type attemptTimeoutError struct {
 	after time.Duration
-	err   error // what net/http said
+	by    string // what set the bound: "WithTimeout", "the http.Client's Timeout" or "DefaultTimeout"
+	err   error  // what net/http said
 }
 
 func (e *attemptTimeoutError) Error() string {
-	return "attempt timed out after " + e.after.String() + " (WithTimeout): context deadline exceeded"
+	return "attempt timed out after " + e.after.String() + " (" + e.by + "): context deadline exceeded"
 }
 func (*attemptTimeoutError) Timeout() bool        { return true }
 func (*attemptTimeoutError) Temporary() bool      { return true }
@@ -130,5 +131,5 @@ func (cl *call) attemptTimedOut(err error) (error, bool) {
 	if !errors.As(context.Cause(cl.attemptCtx), &te) {
 		return err, false
 	}
-	return &attemptTimeoutError{after: te.after, err: err}, true
+	return &attemptTimeoutError{after: te.after, by: te.by, err: err}, true
 }

@@ -122,7 +122,7 @@ func newClient(where, field string, base *url.URL, cfg config) (*Client, error) 
 	case cfg.limiter == nil:
 		c.limiter = noLimiter{}
 	}
-	c.timedOut = &attemptTimeoutError{after: c.timeout}
+	c.timedOut = &attemptTimeoutError{after: c.timeout, by: cfg.timeoutSource()}
 	c.retry = newRetryClient(newHTTPClient(cfg.httpClient, cfg.auth, base), c.maxRetries)
 	c.common.client = c
 	c.Customers = (*CustomersService)(&c.common)

@@ -438,7 +438,7 @@ func refusal(r refused) *Error {
 			fmt.Fprintf(&b, " more after %v waited", r.waited.Round(time.Millisecond))
 		}
 		if r.pause == nil {
-			fmt.Fprintf(&b, " (%v would have served it)", (r.wait + r.waited).Round(100*time.Millisecond)+100*time.Millisecond)
+			fmt.Fprintf(&b, " (%v would have served it)", (r.wait+r.waited).Round(100*time.Millisecond)+100*time.Millisecond)
 		}
 	}
 	return &Error{StatusCode: 429, Message: b.String(), RetryAfter: max(r.wait, 0), RateLimit: rl}

@@ -76,7 +76,7 @@ type AttemptInfo struct {
 // CallResult is how a call ended.
 type CallResult struct {
 	CallInfo
-	Attempts   int           // requests sent; 0 when the rate limiter refused the call, or input was bad
+	Attempts   int           // requests sent; 0 when the rate limiter refused the call (bad input ends a call before hooks run)
 	StatusCode int           // of the last answer; 0 when none came
 	Duration   time.Duration // the whole call: attempts, waits and reading the answer
 	// Waited is how long the call waited, in all: for the rate limiter

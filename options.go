@@ -69,6 +69,17 @@ func (c *config) rateLimitWait() time.Duration {
 	return DefaultRateLimitWait
 }
 
+// timeoutSource names what set attemptTimeout, for its error.
+func (c *config) timeoutSource() string {
+	switch {
+	case c.timeout != nil:
+		return "WithTimeout"
+	case c.httpClient != nil && c.httpClient.Timeout > 0:
+		return "the http.Client's Timeout"
+	}
+	return "DefaultTimeout"
+}
+
 // attemptTimeout is what bounds each attempt: WithTimeout's, else the
 // Timeout of WithHTTPClient's client when it has one, else DefaultTimeout.
 func (c *config) attemptTimeout() time.Duration {

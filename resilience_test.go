@@ -209,6 +209,7 @@ func TestHTTPClientTimeoutBoundsAnAttempt(t *testing.T) {
 	var netErr net.Error
 	require.ErrorAs(t, err, &netErr)
 	assert.True(t, netErr.Timeout())
+	assert.ErrorContains(t, err, "attempt timed out after 20ms (the http.Client's Timeout)", "names what set the bound")
 }
 
 func TestLogging(t *testing.T) {

@@ -97,7 +97,10 @@ func WithDesk(d Desk) Option { return func(s *Server) { s.AddDesk(d) } }
 // WithUser adds a user who can sign in.
 func WithUser(u User) Option { return func(s *Server) { s.AddUser(u) } }
 
-// WithCustomer creates a customer and, unless deskID is "", puts it on that desk.
+// WithCustomer creates a customer and, unless deskID is "", puts it on that
+// desk. An email that has an account already (a user's, or an earlier
+// WithCustomer's) is that account: two accounts never share an email here;
+// use WithUser twice for that (Data Center allows it).
 func WithCustomer(deskID, email, displayName string) Option {
 	return func(s *Server) { s.AddCustomer(deskID, email, displayName) }
 }
@@ -353,7 +356,9 @@ func (s *Server) PortalAccessRevoked(accountID string) bool {
 	return a != nil && a.revoked
 }
 
-// Requests returns the requests received so far, in order.
+// Requests returns the requests taken up so far, in order: a request is
+// taken up after WithLatency's delay, so one whose client gave up during
+// the delay is not among them.
 func (s *Server) Requests() []Request {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -17,6 +17,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -55,6 +56,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	window := fs.Duration("rate-window", time.Second, "window of -rate-limit")
 	latency := fs.Duration("latency", 0, "delay of every answer")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil // -h: the usage was printed, nothing failed
+		}
 		return err
 	}
 	limitKinds := map[string]servicedesktest.LimitKind{"fixed": servicedesktest.FixedWindow, "sliding": servicedesktest.SlidingWindow, "bucket": servicedesktest.TokenBucket}

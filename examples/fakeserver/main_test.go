@@ -98,6 +98,10 @@ func TestRateLimitFlags(t *testing.T) {
 
 	err := run(context.Background(), []string{"-limit-kind", "leaky"}, &syncBuffer{})
 	assert.ErrorContains(t, err, "-limit-kind")
+
+	help := &syncBuffer{}
+	require.NoError(t, run(context.Background(), []string{"-h"}, help), "-h is not a failure")
+	assert.Contains(t, help.String(), "-burst-limit")
 }
 
 func TestBusyAddressIsAnError(t *testing.T) {
