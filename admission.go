@@ -14,9 +14,12 @@ import (
 	"time"
 )
 
-// admit waits until the call's next attempt may go out: the limiter's
-// turn, then a free slot on the wire. What it waits counts against the
-// call's allowance (WithRateLimitWait); past that it refuses.
+// admit waits until the call's next attempt may go out: a free slot on
+// the wire, then the limiter's turn. In that order, so that the turn is
+// the last thing before the request goes: a turn taken first and then
+// held while every slot was busy (a slow spell) would go out with all the
+// others held the same way, in a burst past the pace. What it waits counts
+// against the call's allowance (WithRateLimitWait); past that it refuses.
 func (cl *call) admit() error {
 	start := time.Now()
 	defer func() {
@@ -27,53 +30,49 @@ func (cl *call) admit() error {
 	}()
 	c := cl.c
 	left := func() time.Duration { return max(0, c.limitWait-cl.limitWaited-time.Since(start)) }
-	for {
-		if err := cl.limiterWait(left()); err != nil {
-			return err
-		}
-		limit := func() int { return c.slotLimit(cl.bucket) }
-		if c.slots.tryAcquire(limit()) {
-			break
-		}
+	limit := func() int { return c.slotLimit(cl.lookupBucket()) }
+	if !c.slots.tryAcquire(limit()) {
 		if err := c.slots.acquire(cl.ctx, limit, time.Now().Add(left())); err != nil {
-			cl.limiterDone(Outcome{})
 			if errors.Is(err, errSlotWait) {
 				return cl.slotRefusal(time.Since(start), limit())
 			}
 			return err
 		}
-		// The wait for a slot may have been long enough for a 429 to come
-		// back and pause this endpoint: then give both back and wait again.
-		if g, ok := c.limiter.(*governor); !ok || g.pausedUntil(cl.bucket, time.Now()) == nil {
-			break
-		}
+	}
+	if err := cl.limiterWait(left()); err != nil {
 		c.slots.release()
-		cl.limiterDone(Outcome{})
+		return err
 	}
 	cl.admitted = true
 	return nil
 }
 
 // slotRefusal is the error of a call that found every slot on the wire
-// busy for as long as its allowance lasted.
+// busy for as long as its allowance lasted. It says to come back in about
+// the time an answer takes, a second at the least.
 func (cl *call) slotRefusal(waited time.Duration, slots int) *Error {
 	c := cl.c
-	msg := fmt.Sprintf("not sent: all %d requests the client may have on the wire at once (WithMaxInFlight) stayed busy for %v; WithRateLimitWait allows %v a call",
+	msg := fmt.Sprintf("not sent: every slot on the wire (%d, WithMaxInFlight) stayed busy for %v; WithRateLimitWait allows %v a call",
 		slots, waited.Round(time.Millisecond), c.limitWait)
-	if spent := cl.limitWaited; spent > 0 {
+	if spent := cl.limitWaited; spent >= time.Millisecond {
 		msg += fmt.Sprintf(", of which %v went in earlier waits", spent.Round(time.Millisecond))
 	}
-	return &Error{StatusCode: http.StatusTooManyRequests, Message: msg, RetryAfter: c.conc.latency(), RateLimit: noRateLimit()}
+	return &Error{StatusCode: http.StatusTooManyRequests, Message: msg, RetryAfter: max(c.conc.latency(), time.Second), RateLimit: noRateLimit()}
 }
 
-// limiterWait and limiterDone are the limiter's Wait and Done; for the
-// client's own governor, the endpoint's bucket is looked up once a call.
+// lookupBucket is the client's own governor's bucket for the call's
+// endpoint, looked up once a call; nil for another limiter.
+func (cl *call) lookupBucket() *bucket {
+	if g, ok := cl.c.limiter.(*governor); ok && cl.bucket == nil {
+		cl.bucket = g.bucket(cl.r.endpoint)
+	}
+	return cl.bucket
+}
+
+// limiterWait and limiterDone are the limiter's Wait and Done.
 func (cl *call) limiterWait(maxWait time.Duration) error {
 	if g, ok := cl.c.limiter.(*governor); ok {
-		if cl.bucket == nil {
-			cl.bucket = g.bucket(cl.r.endpoint)
-		}
-		return g.wait(cl.ctx, cl.bucket, maxWait)
+		return g.wait(cl.ctx, cl.lookupBucket(), maxWait)
 	}
 	return cl.c.limiter.Wait(cl.ctx, cl.r.endpoint, maxWait)
 }

@@ -2,6 +2,7 @@ package servicedesk
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -117,8 +118,7 @@ type governor struct {
 	inflight atomic.Int32
 
 	// Requests waiting their turn, in the order they took it; a change of
-	// pace or a new pause gives their turns back and wakes them to take
-	// new ones (see repace).
+	// pace or a new pause moves their turns (see repace).
 	wmu     sync.Mutex
 	waiting []*waiter
 	changed chan struct{} // closed, and replaced, by repace
@@ -143,9 +143,10 @@ type bucket struct {
 	known atomic.Bool // the pace comes from what the server said
 
 	mu      sync.Mutex
-	learned bool    // the rate came from the server's headers
-	ceiling float64 // what a cut rate recovers to
-	lastCut time.Time
+	learned bool         // the rate came from the server's headers
+	ceiling float64      // what a cut rate recovers to
+	lastCut time.Time    // the last cut after an unannounced 429
+	lastUp  time.Time    // the last step of recovery
 	policy  string       // the policy that paces it, for messages
 	served  [10]served   // 2xx answers in the last second, by tenth
 	limit   float64      // the limit (requests a second) the pace is for; 0: unknown
@@ -161,11 +162,10 @@ type served struct {
 // waiter is a request waiting for its turn: its reservations on the
 // endpoint's bucket and the global one.
 type waiter struct {
-	b         *bucket
-	atB, atG  time.Time // its turns on the endpoint's pacer and the global one
-	at        time.Time // when it may go: the later of the two
-	changed   <-chan struct{}
-	cancelled bool // its turns were given back
+	b       *bucket
+	tb, tg  turn          // its turns on the endpoint's pacer and the global one
+	at      time.Time     // when it may go
+	changed chan struct{} // closed when repace moves its turn
 }
 
 func (g *governor) bucket(ep Endpoint) *bucket {
@@ -180,7 +180,7 @@ func (g *governor) bucket(ep Endpoint) *bucket {
 	if b = g.buckets[ep]; b != nil {
 		return b
 	}
-	if len(g.buckets) >= maxBuckets {
+	if len(g.buckets) >= maxBuckets && !isOperationTemplate(ep.Path) {
 		ep = Endpoint{Method: ep.Method, Path: "{other}"}
 		if b = g.buckets[ep]; b != nil {
 			return b
@@ -221,16 +221,28 @@ func (g *governor) wait(ctx context.Context, b *bucket, maxWait time.Duration) e
 		g.admitted(b)
 		return nil
 	}
+	start := now
 	deadline, ctxFirst := now.Add(maxWait), false
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline, ctxFirst = d, true
 	}
-	start := now
+	refuse := func(now, at time.Time) error {
+		r := refused{wait: at.Sub(now), maxWait: maxWait, waited: now.Sub(start), ctxFirst: ctxFirst}
+		if p := g.pausedUntil(b, now); p != nil {
+			r.pause = p
+		} else {
+			b.mu.Lock()
+			r.policy = b.policy
+			b.mu.Unlock()
+			r.rate, r.queued = b.lim.limit(), int(b.queued.Load())
+		}
+		return refusal(r)
+	}
 	for {
 		now = time.Now()
 		if p := g.pausedUntil(b, now); p != nil {
 			if p.until.After(deadline) {
-				return refusal(refused{wait: p.until.Sub(now), pause: p, maxWait: maxWait, waited: now.Sub(start), ctxFirst: ctxFirst})
+				return refuse(now, p.until)
 			}
 			if err := sleep(ctx, p.until.Sub(now)); err != nil {
 				return err
@@ -238,27 +250,17 @@ func (g *governor) wait(ctx context.Context, b *bucket, maxWait time.Duration) e
 			continue
 		}
 		w, at := g.reserve(b, now, deadline)
-		delay := at.Sub(now)
 		if w == nil {
-			b.mu.Lock()
-			policy := b.policy
-			b.mu.Unlock()
-			return refusal(refused{wait: delay, policy: policy, rate: b.lim.limit(), queued: int(b.queued.Load()),
-				maxWait: maxWait, waited: now.Sub(start), ctxFirst: ctxFirst})
+			return refuse(now, at)
 		}
-		if delay > 0 {
-			b.queued.Add(1)
-			err := g.sleepTurn(ctx, w, delay)
-			b.queued.Add(-1)
-			if err != nil {
-				return err
+		if err := g.awaitTurn(ctx, w, deadline); err != nil {
+			if err == errPastDeadline {
+				return refuse(time.Now(), w.at)
 			}
+			return err
 		}
-		if !g.claim(w) {
-			continue // the pace changed or a pause began: take a new turn
-		}
-		// A pause may have begun as this turn came (its turn could not be
-		// given back): wait it out and take another.
+		// A pause may have begun as this turn came: wait it out and take
+		// another.
 		if g.pausedUntil(b, time.Now()) != nil {
 			continue
 		}
@@ -272,63 +274,83 @@ func (g *governor) admitted(b *bucket) {
 	g.inflight.Add(1)
 }
 
-// reserve takes a turn on b's pacer and on the global one, and registers
-// it so that repace can give it back; when the turn would come after
-// deadline it takes none and returns a nil waiter and the turn's time.
+// reserve takes a turn on b's pacer and on the global one, both at the
+// later of their next turns (a request held back by one must not spend the
+// other's turn early), and registers it so that repace can move it. When
+// the turn would come after deadline it takes none and returns a nil
+// waiter and the turn's time; a turn due now is never refused.
 func (g *governor) reserve(b *bucket, now, deadline time.Time) (*waiter, time.Time) {
 	g.wmu.Lock()
 	defer g.wmu.Unlock()
+	w := &waiter{b: b}
+	if !g.book(w, now, deadline) {
+		return nil, w.at
+	}
+	g.waiting = append(g.waiting, w)
+	return w, w.at
+}
+
+// book books w's turns, the next from now on, unless they would come after
+// deadline (the zero time: no deadline). Callers hold g.wmu.
+func (g *governor) book(w *waiter, now, deadline time.Time) bool {
+	b := w.b
 	b.lim.mu.Lock()
 	defer b.lim.mu.Unlock()
 	g.global.mu.Lock()
 	defer g.global.mu.Unlock()
-	at := maxTime(b.lim.nextLocked(now), g.global.nextLocked(now))
-	if at.After(deadline) {
-		return nil, at
-	}
-	w := &waiter{b: b, at: at, changed: g.changed}
-	w.atB, w.atG = b.lim.bookLocked(now), g.global.bookLocked(now)
-	g.waiting = append(g.waiting, w)
-	return w, at
-}
-
-// sleepTurn waits until w's turn, until the pace changes (w's turn was then
-// given back), or until ctx ends (w's turn is given back).
-func (g *governor) sleepTurn(ctx context.Context, w *waiter, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-w.changed:
-		return nil
-	case <-ctx.Done():
-		g.cancel(w, time.Now())
-		return ctx.Err()
-	}
-}
-
-// claim takes w's turn for good; false when repace gave it back.
-func (g *governor) claim(w *waiter) bool {
-	g.wmu.Lock()
-	defer g.wmu.Unlock()
-	if w.cancelled {
+	w.at = maxTime(b.lim.nextLocked(now), g.global.nextLocked(now))
+	if !deadline.IsZero() && w.at.After(now) && w.at.After(deadline) {
 		return false
 	}
-	g.unregister(w)
+	w.tb, w.tg = b.lim.bookLocked(w.at), g.global.bookLocked(w.at)
+	w.changed = g.changed
 	return true
 }
 
-// cancel gives w's turn back, as far as the buckets allow.
-func (g *governor) cancel(w *waiter, now time.Time) {
-	g.wmu.Lock()
-	defer g.wmu.Unlock()
-	if w.cancelled {
-		return
+// errPastDeadline ends a wait whose turn repace moved past its deadline.
+var errPastDeadline = errors.New("turn moved past the deadline")
+
+// awaitTurn sleeps until w's turn, following it when repace moves it. It
+// returns ctx's error when ctx ends, and errPastDeadline when a move takes
+// the turn past deadline; either way the turn is given back.
+func (g *governor) awaitTurn(ctx context.Context, w *waiter, deadline time.Time) error {
+	w.b.queued.Add(1)
+	defer w.b.queued.Add(-1)
+	for {
+		g.wmu.Lock()
+		now := time.Now()
+		at, changed := w.at, w.changed
+		switch {
+		case !now.Before(at):
+			g.unregister(w)
+			g.wmu.Unlock()
+			return nil
+		case at.After(deadline):
+			g.giveBackLocked(w)
+			g.wmu.Unlock()
+			return errPastDeadline
+		}
+		g.wmu.Unlock()
+		t := time.NewTimer(at.Sub(now))
+		select {
+		case <-t.C:
+		case <-changed:
+			t.Stop()
+		case <-ctx.Done():
+			t.Stop()
+			g.wmu.Lock()
+			g.giveBackLocked(w)
+			g.wmu.Unlock()
+			return ctx.Err()
+		}
 	}
-	w.b.lim.cancel(w.atB)
-	g.global.cancel(w.atG)
-	w.cancelled = true
+}
+
+// giveBackLocked gives w's turns back, as far as the pacers allow, and
+// forgets it. Callers hold g.wmu.
+func (g *governor) giveBackLocked(w *waiter) {
+	w.b.lim.giveBack(w.tb)
+	g.global.giveBack(w.tg)
 	g.unregister(w)
 }
 
@@ -342,39 +364,36 @@ func (g *governor) unregister(w *waiter) {
 }
 
 // repace applies change (a new pace, a pause) so that it holds for the
-// requests already waiting too: their turns, the tail of each pacer's
-// schedule, are given back, change is applied, and they are woken to take
-// new turns under it. Turns already due are left: those requests are on
-// their way.
+// requests already waiting too: their turns ahead, the tail of each
+// pacer's schedule, are given back, the last first; change is applied;
+// and they are booked again, in the order they queued, under the new pace
+// (after the pause, when one holds them), and woken to follow their new
+// turns. Turns already due are left: those requests are on their way.
 func (g *governor) repace(change func()) {
 	g.wmu.Lock()
 	defer g.wmu.Unlock()
 	now := time.Now()
-	ahead := map[*pacer]int{}
-	kept := g.waiting[:0]
-	for _, w := range g.waiting {
-		if !w.at.After(now) {
-			kept = append(kept, w)
-			continue
+	var ahead []*waiter
+	for i := len(g.waiting) - 1; i >= 0; i-- {
+		w := g.waiting[i]
+		if w.at.After(now) {
+			w.b.lim.giveBack(w.tb)
+			g.global.giveBack(w.tg)
+			ahead = append(ahead, w)
 		}
-		if w.atB.After(now) {
-			ahead[w.b.lim]++
-		}
-		if w.atG.After(now) {
-			ahead[g.global]++
-		}
-		w.cancelled = true
-	}
-	clear(g.waiting[len(kept):])
-	g.waiting = kept
-	for p, k := range ahead {
-		p.mu.Lock()
-		p.giveBackLocked(k)
-		p.mu.Unlock()
 	}
 	change()
-	close(g.changed)
+	woken := g.changed
 	g.changed = make(chan struct{})
+	for i := len(ahead) - 1; i >= 0; i-- { // in the order they queued
+		w := ahead[i]
+		from := now
+		if p := g.pausedUntil(w.b, now); p != nil {
+			from = p.until
+		}
+		g.book(w, from, time.Time{}) // each waiter checks its own deadline
+	}
+	close(woken)
 }
 
 // pausedUntil is the pause holding ep now, the client's or the
@@ -396,8 +415,8 @@ type refused struct {
 	policy   string        // the policy pacing it
 	rate     float64       // the pace, requests a second
 	queued   int           // requests waiting ahead of it
-	maxWait  time.Duration // what was left of the call's allowance
-	waited   time.Duration // already waited in this Wait
+	maxWait  time.Duration // what was left of the call's allowance when the Wait began
+	waited   time.Duration // waited since, in this Wait
 	ctxFirst bool          // the context's deadline came before the allowance ran out
 }
 
@@ -433,12 +452,11 @@ func refusal(r refused) *Error {
 	if r.ctxFirst {
 		b.WriteString("; the context's deadline comes first")
 	} else {
-		fmt.Fprintf(&b, "; WithRateLimitWait allows %v", r.maxWait.Round(time.Millisecond))
-		if r.waited >= time.Millisecond {
-			fmt.Fprintf(&b, " more after %v waited", r.waited.Round(time.Millisecond))
-		}
+		left := max(0, r.maxWait-r.waited)
+		fmt.Fprintf(&b, "; WithRateLimitWait's allowance has %v left", left.Round(time.Millisecond))
 		if r.pause == nil {
-			fmt.Fprintf(&b, " (%v would have served it)", (r.wait+r.waited).Round(100*time.Millisecond)+100*time.Millisecond)
+			short := (r.wait - left).Truncate(100*time.Millisecond) + 100*time.Millisecond
+			fmt.Fprintf(&b, " (%v more would have served it)", short)
 		}
 	}
 	return &Error{StatusCode: 429, Message: b.String(), RetryAfter: max(r.wait, 0), RateLimit: rl}
@@ -507,37 +525,48 @@ func (g *governor) learn(b *bucket, rl RateLimit, inflight int, now time.Time) (
 				}
 				continue
 			}
+			changed := false
 			if !announced && p.Quota > 0 && p.Window > 0 {
-				g.setRate(b, float64(p.Quota)/p.Window.Seconds(), p.Name)
+				changed = g.setRate(b, float64(p.Quota)/p.Window.Seconds(), p.Name)
 				announced = true
 			}
 			if p.Remaining >= 0 && !p.Beta {
 				// r is the server's count of what is left in its window:
-				// none means none until t, whatever the bucket holds.
-				if p.Remaining == 0 && p.Reset.After(now) {
+				// none means none until t, whatever the bucket holds; a
+				// pace just learnt starts from it rather than from one.
+				switch {
+				case p.Remaining == 0 && p.Reset.After(now):
 					g.pauseEndpoint(b, &pause{until: p.Reset, policy: p.Name, cause: "until the window resets: the server said none are left"})
-				} else {
-					b.spendTo(p.Remaining-inflight, now)
+				default:
+					if changed {
+						b.lim.fillTo(p.Remaining-inflight, now)
+					}
+					b.lim.spendTo(p.Remaining-inflight, now)
 				}
 			}
 		}
 	}
 	switch {
 	case rl.FillRate > 0 && rl.Interval > 0:
-		// Data Center: one bucket for all of this user's requests.
-		r := limits.BoundRate(float64(rl.FillRate) / rl.Interval.Seconds())
-		g.global.mu.Lock()
-		burst := g.global.burst
+		// Data Center: one bucket for all of this user's requests, of
+		// Limit tokens refilled at FillRate every Interval. Paced with the
+		// same margin as a burst limit, a request short of it.
+		fill := limits.BoundRate(float64(rl.FillRate) / rl.Interval.Seconds())
+		r, burst := limits.PaceRate(fill), limits.PaceBurst(fill)
 		if rl.Limit > 0 {
-			burst = min(rl.Limit, limits.MaxBurst)
+			burst = max(1, min(burst, rl.Limit-1))
 		}
+		g.global.mu.Lock()
 		same := g.global.rate == r && g.global.burst == burst
 		g.global.mu.Unlock()
 		if !same {
 			g.repace(func() { g.global.set(r, burst, now) })
 		}
-		if rl.Remaining >= 0 {
-			g.global.spendTo(rl.Remaining-int(g.inflight.Load()), now)
+		if left := rl.Remaining - int(g.inflight.Load()); rl.Remaining >= 0 {
+			if !same {
+				g.global.fillTo(left, now)
+			}
+			g.global.spendTo(left, now)
 		}
 		announced = true
 	case !announced && rl.Reason == "jira-burst-based" && rl.Limit > 0:
@@ -608,15 +637,16 @@ func setPause(ptr *atomic.Pointer[pause], p *pause) {
 	}
 }
 
-// setRate paces b for a limit of n requests a second.
-func (g *governor) setRate(b *bucket, n float64, policy string) {
+// setRate paces b for a limit of n requests a second, and reports whether
+// that changed its pace.
+func (g *governor) setRate(b *bucket, n float64, policy string) bool {
 	n = limits.BoundRate(n)
 	r := limits.PaceRate(n)
 	b.mu.Lock()
 	same := b.learned && b.lim.limit() == r && !b.cut.Load()
 	b.mu.Unlock()
 	if same {
-		return
+		return false
 	}
 	g.repace(func() {
 		b.mu.Lock()
@@ -630,10 +660,8 @@ func (g *governor) setRate(b *bucket, n float64, policy string) {
 		b.known.Store(true)
 		b.storePace()
 	})
+	return true
 }
-
-// spendTo drops turns the server says are not there: at most left remain.
-func (b *bucket) spendTo(left int, now time.Time) { b.lim.spendTo(left, now) }
 
 // count records a 2xx answer, so that a 429 that announces no limit can be
 // met with the rate the server was serving.
@@ -702,7 +730,7 @@ func (b *bucket) recover(g *governor, now time.Time) {
 		return
 	}
 	b.mu.Lock()
-	if !b.cut.Load() || now.Sub(b.lastCut) < 10*time.Second {
+	if !b.cut.Load() || now.Sub(maxTime(b.lastCut, b.lastUp)) < 10*time.Second {
 		b.mu.Unlock()
 		return
 	}
@@ -711,7 +739,7 @@ func (b *bucket) recover(g *governor, now time.Time) {
 	if done {
 		next = b.ceiling
 	}
-	b.lastCut = now
+	b.lastUp = now
 	b.mu.Unlock()
 	g.repace(func() {
 		b.mu.Lock()

@@ -82,8 +82,8 @@ func TestAnnouncedLimitIsLearned(t *testing.T) {
 	h = http.Header{"X-Ratelimit-Limit": {"60"}, "X-Ratelimit-Remaining": {"59"}, "X-Ratelimit-Fillrate": {"10"}, "X-Ratelimit-Interval-Seconds": {"2"}}
 	rl, _ = rateLimitOf(h, time.Now())
 	g.Done(ep, Outcome{StatusCode: 200, RateLimit: rl})
-	assert.Equal(t, 5.0, g.global.limit())
-	assert.Equal(t, 60, g.global.burst)
+	assert.Equal(t, limits.PaceRate(5), g.global.limit(), "10 every 2 s, a request short of it")
+	assert.Equal(t, limits.PaceBurst(5), g.global.burst)
 }
 
 func TestParseStructuredList(t *testing.T) {
@@ -287,40 +287,58 @@ func TestWaitingTurnsArePacedAgain(t *testing.T) {
 	assert.Less(t, time.Since(raised), 2*time.Second)
 }
 
-// TestPacerGivesBackExactly: turns booked ahead, given back, leave the
-// pacer as it was before they were booked; a cancelled last turn too.
+// TestPacerGivesBackExactly: turns booked ahead, given back the last
+// first, leave the pacer as it was before they were booked; a turn in the
+// middle of the schedule is left as a gap; what the server said is spent
+// stays spent.
 func TestPacerGivesBackExactly(t *testing.T) {
 	t.Parallel()
 	now := time.Now()
 	p := newPacer(47, 2, now)
 	p.mu.Lock()
+	book := func() turn { return p.bookLocked(p.nextLocked(now)) }
 	for i := 0; i < 2; i++ {
-		assert.Equal(t, now, p.bookLocked(now), "a burst of two at once")
+		assert.Equal(t, now, book().at, "a burst of two at once")
 	}
 	before := p.tat
-	var last time.Time
+	var turns []turn
 	for i := 0; i < 100; i++ {
-		last = p.bookLocked(now)
+		turns = append(turns, book())
 	}
-	assert.InDelta(t, (100 * time.Second / 47).Seconds(), last.Sub(now).Seconds(), 0.001, "one every 1/47 s after the burst")
-	p.giveBackLocked(100)
+	assert.InDelta(t, (100 * time.Second / 47).Seconds(), turns[99].at.Sub(now).Seconds(), 0.001, "one every 1/47 s after the burst")
+	p.giveBackLocked(turns[50]) // not the last: nothing given back yet
+	assert.Equal(t, turns[99].after, p.tat)
+	for i := len(turns) - 1; i >= 0; i-- {
+		if i != 50 { // its waiter has gone: a gap
+			p.giveBackLocked(turns[i])
+		}
+	}
+	assert.Equal(t, turns[50].after, p.tat, "the tail given back, down to the gap")
+	for i := 50; i >= 0; i-- {
+		p.giveBackLocked(turns[i])
+	}
 	assert.Equal(t, before, p.tat, "back where it was, to the nanosecond")
-	at := p.bookLocked(now)
 	p.mu.Unlock()
-	p.cancel(at)
-	assert.Equal(t, before, p.tat)
 
 	full := newPacer(47, 5, now)
 	full.spendTo(0, now) // the server says none are left
 	full.mu.Lock()
 	assert.Equal(t, 0, full.availableLocked(now))
 	spent := full.tat
+	var booked []turn
 	for i := 0; i < 3; i++ {
-		full.bookLocked(now)
+		booked = append(booked, full.bookLocked(full.nextLocked(now)))
 	}
-	full.giveBackLocked(10)
+	for i := len(booked) - 1; i >= 0; i-- {
+		full.giveBackLocked(booked[i])
+	}
 	assert.Equal(t, spent, full.tat, "what the server said is spent stays spent")
 	full.mu.Unlock()
+
+	slow := newPacer(1.0/60, 1, now)
+	slow.allow(now)
+	slow.set(100, 1, now)
+	assert.True(t, slow.allow(now.Add(20*time.Millisecond)), "a pace that rises applies at once: the turn spent was one turn, now 10 ms")
 
 	u := newPacer(math.Inf(1), 1, now)
 	for i := 0; i < 1000; i++ {
@@ -411,4 +429,21 @@ func TestSameNamePoliciesKeepTheTighter(t *testing.T) {
 		assert.Equal(t, 0, ps[0].Remaining)
 		assert.Equal(t, localTime(now, 2*time.Second), ps[0].Reset)
 	}
+}
+
+// TestRecoveryDoesNotShieldTheNextCut: a 429 half a second after a step of
+// recovery cuts the pace again (the step was taken for a cut, which
+// allows one cut a second).
+func TestRecoveryDoesNotShieldTheNextCut(t *testing.T) {
+	t.Parallel()
+	g := NewRateLimiter(RateLimiterConfig{Cloud: true}).(*governor)
+	b := g.bucket(Endpoint{Method: http.MethodPost, Path: deskCustomersTemplate})
+	t0 := time.Now()
+	g.cutRate(b, 0, t0)
+	cut := b.lim.limit()
+	b.recover(g, t0.Add(11*time.Second))
+	up := b.lim.limit()
+	require.Greater(t, up, cut, "a step of recovery")
+	g.cutRate(b, 0, t0.Add(11500*time.Millisecond))
+	assert.Less(t, b.lim.limit(), up, "the 429 after it cut the pace")
 }

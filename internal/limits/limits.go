@@ -70,7 +70,7 @@ func BoundRate(n float64) float64 {
 // (fixed windows, a sliding window, a token bucket of n): burst + rate
 // stays a request short of n, so that a request arriving late or early by
 // a few milliseconds cannot tip a window over. A small burst leaves room
-// for a high rate: 47 a second for a limit of 50, 94 for 100. Below 10 a
+// for a high rate: 47 a second for a limit of 50, 95 for 100. Below 10 a
 // second there is no request to spare: burst + rate ≤ n, and at least half
 // of n (and never slower than MinRate).
 func PaceRate(n float64) float64 {
