@@ -8,7 +8,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -53,9 +53,18 @@ func (a staticAuth) secrets() []string { return a.secret }
 // tokenSourceAuth asks the token source for every attempt: oauth2 sources
 // cache the token and refresh it as it expires.
 type tokenSourceAuth struct {
-	ts   oauth2.TokenSource
-	last atomic.Pointer[string] // the access token sent last, to redact
+	ts oauth2.TokenSource
+
+	// The last few access tokens sent, to redact: an answer to a request
+	// that went out before a refresh may echo the token it carried.
+	mu     sync.Mutex
+	recent [recentTokens]string
+	next   int
 }
+
+// recentTokens is how many access tokens a client redacts: more than
+// calls can straddle refreshes (a token lives for minutes at least).
+const recentTokens = 4
 
 func (a *tokenSourceAuth) authenticate(req *http.Request) error {
 	tok, err := a.ts.Token()
@@ -65,16 +74,33 @@ func (a *tokenSourceAuth) authenticate(req *http.Request) error {
 	if tok == nil || tok.AccessToken == "" {
 		return &credentialsError{err: errors.New("token source returned no access token")}
 	}
-	a.last.Store(&tok.AccessToken)
+	a.remember(tok.AccessToken)
 	tok.SetAuthHeader(req)
 	return nil
 }
 
-func (a *tokenSourceAuth) secrets() []string {
-	if p := a.last.Load(); p != nil {
-		return []string{*p}
+func (a *tokenSourceAuth) remember(token string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, t := range a.recent {
+		if t == token {
+			return
+		}
 	}
-	return nil
+	a.recent[a.next%recentTokens] = token
+	a.next++
+}
+
+func (a *tokenSourceAuth) secrets() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []string
+	for _, t := range a.recent {
+		if t != "" {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // connectJWTTTL is how long each Connect JWT is valid. Every attempt gets a

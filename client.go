@@ -253,7 +253,7 @@ func (cl *call) run(v any) error {
 	cl.resp = resp // closed by release
 
 	r := cl.r
-	cl.status, cl.requestID = resp.StatusCode, redact(cl.c.auth, get(resp.Header, hRequestID))
+	cl.status, cl.requestID = resp.StatusCode, redact(cl.c.auth, requestID(resp.Header))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return cl.apiError(resp)
 	}

@@ -60,7 +60,7 @@ var errBodyTooLarge = fmt.Errorf("body larger than %d bytes", maxResponseBody)
 // encoding/json/v2: nearly three times as fast as encoding/json on a page
 // of customers, with half the allocations (BENCHMARKS.md).
 func decodeJSON(resp *http.Response, v any, open byte, opts json.Options) error {
-	if ct := get(resp.Header, "Content-Type"); ct != "" && !isJSON(ct) {
+	if ct := resp.Header.Get("Content-Type"); ct != "" && !isJSON(ct) {
 		return fmt.Errorf("content type %q is not JSON", ct)
 	}
 	lr := &limitedReader{r: resp.Body, n: maxResponseBody}

@@ -114,7 +114,18 @@ func unsafePath(path string) string {
 // and labelled as the operation is ("/rest/servicedeskapi/servicedesk/
 // help/customer" is the desk customers endpoint, limited to 5 a second,
 // whatever the desk's key looks like).
-var operationTemplates = []string{createCustomerTemplate, deskCustomersTemplate}
+var operationTemplates = []string{createCustomerTemplate, deskCustomersTemplate, revokePortalOnlyAccessTemplate}
+
+// isOperationTemplate reports whether path is the template of one of the
+// SDK's operations.
+func isOperationTemplate(path string) bool {
+	for _, t := range operationTemplates {
+		if t == path {
+			return true
+		}
+	}
+	return false
+}
 
 // pathTemplate turns a path given to Do into a template for metrics and the
 // rate limiter: the template of the SDK's operation on that path, or else
@@ -153,10 +164,13 @@ func matchesTemplate(template, path string) bool {
 	}
 }
 
+// isWord reports a segment that names something rather than identifies
+// it: lower camel case ("requesttype", "serviceDesk") or words joined by
+// hyphens ("revoke-portal-only-access").
 func isWord(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if !('a' <= c && c <= 'z' || i > 0 && 'A' <= c && c <= 'Z') {
+		if !('a' <= c && c <= 'z' || i > 0 && ('A' <= c && c <= 'Z' || c == '-' && i < len(s)-1)) {
 			return false
 		}
 	}

@@ -329,3 +329,27 @@ func TestExhaustedRetriesSayHowMany(t *testing.T) {
 	err := addOne(c, context.Background())
 	assert.Equal(t, "servicedesk: POST /rest/servicedeskapi/servicedesk/1/customer: 503 Service Unavailable; gave up after 3 attempts", err.Error())
 }
+
+// TestDoGetsEveryOperationsTemplate: Client.Do on the path of any of the
+// SDK's operations, with any ids, is paced and labelled as the operation.
+func TestDoGetsEveryOperationsTemplate(t *testing.T) {
+	t.Parallel()
+	l := &recordingLimiter{}
+	c, _ := mockClient(t, "https://x.atlassian.net", []reply{{status: 204}}, servicedesk.WithRateLimiter(l))
+	ctx := context.Background()
+	paths := map[string]string{
+		"/rest/servicedeskapi/customer":                                                         "/rest/servicedeskapi/customer",
+		"/rest/servicedeskapi/servicedesk/help/customer":                                        "/rest/servicedeskapi/servicedesk/{serviceDeskId}/customer",
+		"/rest/servicedeskapi/servicedesk/42/customer":                                          "/rest/servicedeskapi/servicedesk/{serviceDeskId}/customer",
+		"/rest/servicedeskapi/customer/user/5b10ac8d82e05b22cc7d4ef5/revoke-portal-only-access": "/rest/servicedeskapi/customer/user/{accountId}/revoke-portal-only-access",
+		"/rest/servicedeskapi/customer/user/qm:a1-b2:c3/revoke-portal-only-access":              "/rest/servicedeskapi/customer/user/{accountId}/revoke-portal-only-access",
+		"/rest/api/3/user/search":                                                               "/rest/api/3/user/search",
+	}
+	for path, want := range paths {
+		require.NoError(t, c.Do(ctx, http.MethodPut, path, nil, nil, nil))
+		l.mu.Lock()
+		got := l.waits[len(l.waits)-1].Path
+		l.mu.Unlock()
+		assert.Equal(t, want, got, path)
+	}
+}

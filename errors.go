@@ -238,7 +238,7 @@ func newError(resp *http.Response, method string, u *url.URL, now time.Time, a a
 		StatusCode: resp.StatusCode,
 		Method:     method,
 		URL:        redactedURL(u),
-		RequestID:  redact(a, get(resp.Header, hRequestID)),
+		RequestID:  redact(a, requestID(resp.Header)),
 	}
 	e.RetryAfter, _ = retryAfter(resp.Header, now)
 	e.RateLimit, _ = rateLimitOf(resp.Header, now)
@@ -249,7 +249,7 @@ func newError(resp *http.Response, method string, u *url.URL, now time.Time, a a
 	if body := redact(a, string(e.Body)); body != string(e.Body) {
 		e.Body = []byte(body)
 	}
-	e.parseBody(get(resp.Header, "Content-Type"))
+	e.parseBody(resp.Header.Get("Content-Type"), func(s string) string { return redact(a, s) })
 	e.redact(a)
 	return e
 }
@@ -275,8 +275,9 @@ func (e *Error) redact(a authenticator) {
 	}
 }
 
-// parseBody fills the message fields from whichever shape the body has.
-func (e *Error) parseBody(contentType string) {
+// parseBody fills the message fields from whichever shape the body has;
+// clean redacts text made from it (nil: nothing to redact).
+func (e *Error) parseBody(contentType string, clean func(string) string) {
 	body := bytes.TrimSpace(e.Body)
 	if len(body) == 0 {
 		return
@@ -284,7 +285,7 @@ func (e *Error) parseBody(contentType string) {
 	if body[0] == '{' && e.parseJSON(body) {
 		return
 	}
-	e.Message = excerpt(body, contentType)
+	e.Message = excerpt(body, contentType, clean)
 }
 
 // parseJSON fills the message fields from either JSON error shape; false
@@ -342,8 +343,11 @@ var (
 )
 
 // excerpt turns a non-JSON body (an edge's HTML page, plain text) into a
-// short, single-line message: an HTML page's title, or its text.
-func excerpt(body []byte, contentType string) string {
+// short, single-line message: an HTML page's title, or its text. clean,
+// when not nil, redacts the text once HTML entities are decoded (a secret
+// written with entities escapes the redaction of the raw body) and before
+// it is cut short (a secret cut in two would escape it too).
+func excerpt(body []byte, contentType string, clean func(string) string) string {
 	text := string(body)
 	if strings.Contains(contentType, "html") || bytes.HasPrefix(body, []byte("<")) {
 		if m := htmlTitle.FindStringSubmatch(text); m != nil && strings.TrimSpace(m[1]) != "" {
@@ -354,6 +358,9 @@ func excerpt(body []byte, contentType string) string {
 		text = html.UnescapeString(text)
 	}
 	text = strings.Join(strings.Fields(strings.ToValidUTF8(text, "\uFFFD")), " ")
+	if clean != nil {
+		text = clean(text)
+	}
 	if len(text) > maxMessage {
 		cut := maxMessage
 		for cut > 0 && !utf8.RuneStart(text[cut]) {

@@ -293,8 +293,7 @@ func TestCloudDefaultsPaceListing(t *testing.T) {
 	_, err = c.Customers.List(context.Background(), "1", nil)
 	refused := notSent(t, err, "")
 	assert.LessOrEqual(t, refused.RetryAfter, 300*time.Millisecond)
-	assert.Contains(t, err.Error(), "not sent: paced at 4 a second; WithRateLimitWait allows 0s (300ms would have served it); retry after")
-	assert.Contains(t, err.Error(), "WithRateLimitWait allows 0s", "no context deadline: the option is the bound")
+	assert.Contains(t, err.Error(), "not sent: paced at 4 a second; WithRateLimitWait's allowance has 0s left (300ms more would have served it); retry after", "no context deadline: the option is the bound")
 	require.NoError(t, addOne(c, context.Background()), "Add has its own, higher rate")
 	assert.Len(t, w.all(), 2)
 
@@ -322,7 +321,7 @@ func TestLongRetryAfterFailsFastForAHandler(t *testing.T) {
 	assert.Equal(t, 60*time.Second, apiErr.RetryAfter)
 	_, err = c.Customers.List(context.Background(), "1", nil)
 	notSent(t, err, "jira-burst-based")
-	assert.Contains(t, err.Error(), "not sent: paused after a 429; WithRateLimitWait allows 30s; retry after 1m0s (jira-burst-based)")
+	assert.Contains(t, err.Error(), "not sent: paused after a 429; WithRateLimitWait's allowance has 30s left; retry after 1m0s (jira-burst-based)")
 	assert.Less(t, time.Since(start), 5*time.Second)
 	assert.Equal(t, int32(1), n.Load())
 }

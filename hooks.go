@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"time"
 )
 
@@ -84,8 +85,10 @@ type CallResult struct {
 	// attempts (backoff, a 429's Retry-After).
 	Waited    time.Duration
 	RequestID string // of the last answer
-	Err       error  // what the call returns
-	Class     ErrorClass
+	// Err is what the call returns; an *Error without its URL's query
+	// and without the answer's Body, which hooks never see.
+	Err   error
+	Class ErrorClass
 }
 
 // ErrorClass sorts how a call or attempt ended, for metric labels: a few
@@ -190,7 +193,7 @@ func (cl *call) attemptEnded(resp *http.Response, err error, now time.Time, retr
 		Retry:     retry,
 	}
 	if resp != nil {
-		a.StatusCode, a.RequestID, a.Class = resp.StatusCode, redact(cl.c.auth, get(resp.Header, hRequestID)), classOfStatus(resp.StatusCode)
+		a.StatusCode, a.RequestID, a.Class = resp.StatusCode, redact(cl.c.auth, requestID(resp.Header)), classOfStatus(resp.StatusCode)
 	} else {
 		// Without the *url.Error, whose text and URL hold the query.
 		inner := stripURLError(err)
@@ -271,10 +274,27 @@ func (cl *call) finish(err error) {
 			Duration:   time.Since(cl.start),
 			Waited:     cl.waited,
 			RequestID:  cl.requestID,
-			Err:        err,
+			Err:        forHooks(err),
 			Class:      class,
 		})
 	}
+}
+
+// forHooks is the error a call returns, as hooks see it: an *Error without
+// its URL's query (a customer's email, say) and without the body the
+// server sent. errors.Is and errors.As see the same sentinels and type.
+func forHooks(err error) error {
+	e, ok := err.(*Error)
+	if !ok || e == nil {
+		return err
+	}
+	cp := *e
+	if u, perr := url.Parse(cp.URL); perr == nil {
+		u.RawQuery, u.ForceQuery = "", false
+		cp.URL = u.String()
+	}
+	cp.Body = nil
+	return &cp
 }
 
 // gaveUp reports an ending worth an Error record: one of those the client

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/servicedesk-go/servicedesk/internal/limits"
 )
@@ -54,8 +55,7 @@ type RateLimitPolicy struct {
 	Beta      bool          // from Beta-RateLimit-Policy / Beta-RateLimit: informational, not enforced
 }
 
-// The headers read, in canonical form: http.Header.Get would canonicalise
-// each name on every lookup, an allocation apiece, on every answer.
+// The headers read.
 const (
 	hLimit         = "X-Ratelimit-Limit"
 	hRemaining     = "X-Ratelimit-Remaining"
@@ -72,12 +72,24 @@ const (
 	hRequestID     = "X-Arequestid"
 )
 
-// get is http.Header.Get for a name already in canonical form.
-func get(h http.Header, canonicalKey string) string {
-	if v := h[canonicalKey]; len(v) > 0 {
-		return v[0]
+// maxHeaderText bounds the text taken from a header into errors, logs and
+// hooks (a request id, a rate-limit reason): a server may send anything.
+const maxHeaderText = 256
+
+// requestID is an answer's X-AREQUESTID, bounded.
+func requestID(h http.Header) string { return boundText(h.Get(hRequestID)) }
+
+// boundText cuts a header's text to maxHeaderText bytes, on a rune
+// boundary.
+func boundText(s string) string {
+	if len(s) <= maxHeaderText {
+		return s
 	}
-	return ""
+	cut := maxHeaderText
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut]
 }
 
 // noRateLimit is what an answer without rate-limit headers says: every
@@ -93,32 +105,32 @@ func rateLimitOf(h http.Header, now time.Time) (rl RateLimit, ok bool) {
 	if !hasRateLimitHeader(h) {
 		return rl, false
 	}
-	if v := get(h, hRetryAfter); v != "" {
+	if v := h.Get(hRetryAfter); v != "" {
 		if d, found := retryAfterValue(v, h, now); found {
 			rl.RetryAfter, ok = d, true
 		}
 	}
-	if v := get(h, hLimit); v != "" {
+	if v := h.Get(hLimit); v != "" {
 		rl.Limit = atoiOr(v, -1)
 		ok = true
 	}
-	if v := get(h, hRemaining); v != "" {
+	if v := h.Get(hRemaining); v != "" {
 		rl.Remaining = atoiOr(v, -1)
 		ok = true
 	}
-	if v := get(h, hNearLimit); v != "" {
+	if v := h.Get(hNearLimit); v != "" {
 		rl.NearLimit = strings.EqualFold(strings.TrimSpace(v), "true")
 		ok = true
 	}
-	if v := get(h, hReason); v != "" {
-		rl.Reason = strings.TrimSpace(v)
+	if v := h.Get(hReason); v != "" {
+		rl.Reason = boundText(strings.TrimSpace(v))
 		ok = true
 	}
-	if v := get(h, hFillRate); v != "" {
+	if v := h.Get(hFillRate); v != "" {
 		rl.FillRate = atoiOr(v, -1)
 		ok = true
 	}
-	if v := get(h, hInterval); v != "" {
+	if v := h.Get(hInterval); v != "" {
 		if secs := atoiOr(v, -1); secs > 0 {
 			rl.Interval = limits.BoundWait(time.Duration(min(secs, int(limits.MaxServerWait/time.Second))) * time.Second)
 		}
@@ -331,7 +343,7 @@ func unquote(s string) string {
 // against Date may be up to two seconds late, where Retry-After is at
 // most one. A reset within that of Retry-After adds nothing but the error.
 func retryAfter(h http.Header, now time.Time) (d time.Duration, ok bool) {
-	if v := get(h, hRetryAfter); v != "" {
+	if v := h.Get(hRetryAfter); v != "" {
 		d, ok = retryAfterValue(v, h, now)
 	}
 	if in, found := resetIn(h, now); found && (!ok || d == 0 || in > d+resetError) {
@@ -385,7 +397,7 @@ func localTime(now time.Time, d time.Duration) time.Time {
 
 // serverNow is the server's time when it answered: the Date header, or now.
 func serverNow(h http.Header, now time.Time) time.Time {
-	if v := get(h, "Date"); v != "" {
+	if v := h.Get("Date"); v != "" {
 		if t, err := http.ParseTime(v); err == nil {
 			return t
 		}
@@ -395,7 +407,7 @@ func serverNow(h http.Header, now time.Time) time.Time {
 
 // resetIn is how long until X-RateLimit-Reset, by the server's clock.
 func resetIn(h http.Header, now time.Time) (time.Duration, bool) {
-	v := strings.TrimSpace(get(h, hReset))
+	v := strings.TrimSpace(h.Get(hReset))
 	if v == "" {
 		return 0, false
 	}

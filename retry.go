@@ -117,7 +117,7 @@ func (cl *call) waitToRetry(resp *http.Response, wait time.Duration) (bool, erro
 	}
 	cl.waited += wait
 	cl.waitedSince += wait
-	if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || get(resp.Header, hRetryAfter) != "") {
+	if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.Header.Get(hRetryAfter) != "") {
 		cl.limitWaited += wait // waited out a rate limit
 	}
 	if err := cl.admit(); err != nil {
@@ -143,14 +143,17 @@ func (cl *call) retryWait(resp *http.Response, err error, now time.Time) (reason
 	}
 	wait = backoff(cl.c.retryWaitMin, cl.c.retryWaitMax, cl.n-1)
 	if resp != nil {
-		if floor, ok := retryAfter(resp.Header, now); ok {
-			// No silent long waits: a server asking for more than the
-			// client may wait gets its answer handed to the caller.
-			if left := cl.c.limitWait - cl.limitWaited; floor > left {
-				cl.tooLong = floor
+		floor, asked := retryAfter(resp.Header, now)
+		wait = max(wait, floor)
+		// No silent long waits: a wait on a rate limit (a 429, or an
+		// answer that says how long to wait), backoff included, fits in
+		// what is left of the call's allowance, or the answer is handed
+		// to the caller.
+		if resp.StatusCode == http.StatusTooManyRequests || asked {
+			if left := cl.c.limitWait - cl.limitWaited; wait > left {
+				cl.tooLong = wait
 				return "", 0
 			}
-			wait = max(wait, floor)
 		}
 	}
 	// Sleeping into the deadline would turn the server's answer into a bare

@@ -61,7 +61,7 @@ func TestServerWaitIsAFloor(t *testing.T) {
 
 func TestRetryPolicy(t *testing.T) {
 	t.Parallel()
-	c := &Client{maxRetries: 3, retryWaitMin: time.Millisecond, retryWaitMax: time.Millisecond}
+	c := &Client{maxRetries: 3, retryWaitMin: time.Millisecond, retryWaitMax: time.Millisecond, limitWait: time.Hour}
 	for status, want := range map[int][2]bool{ // {idempotent, create}
 		429: {true, true}, 500: {true, false}, 502: {true, false}, 503: {true, false}, 504: {true, false},
 		400: {false, false}, 401: {false, false}, 404: {false, false}, 409: {false, false}, 412: {false, false}, 501: {false, false},
@@ -80,7 +80,7 @@ func TestRetryPolicy(t *testing.T) {
 
 func TestTransportErrorPolicy(t *testing.T) {
 	t.Parallel()
-	c := &Client{maxRetries: 3, retryWaitMin: time.Millisecond, retryWaitMax: time.Millisecond}
+	c := &Client{maxRetries: 3, retryWaitMin: time.Millisecond, retryWaitMax: time.Millisecond, limitWait: time.Hour}
 	refused := &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
 	reset := &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}
 	noHost := &net.DNSError{Err: "no such host", Name: "nope.invalid", IsNotFound: true}

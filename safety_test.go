@@ -619,7 +619,7 @@ func TestRefusalSaysHowDeepTheQueueIs(t *testing.T) {
 		}
 	}
 	require.NotEmpty(t, refused, "8 a second, 30 at once, a second allowed")
-	assert.Regexp(t, `not sent: paced at 8 a second, \d+ requests queued ahead; WithRateLimitWait allows 1s \([\d.]+s would have served it\); retry after [\d.]+m?s$`, refused[0])
+	assert.Regexp(t, `not sent: paced at 8 a second, \d+ requests queued ahead; WithRateLimitWait's allowance has (1s|9\d\dms) left \([\d.]+m?s more would have served it\); retry after [\d.]+m?s$`, refused[0])
 }
 
 // TestRateLimitWaitBoundsTheWholeCall: what a call waits on rate limits
@@ -636,4 +636,18 @@ func TestRateLimitWaitBoundsTheWholeCall(t *testing.T) {
 	require.ErrorIs(t, err, servicedesk.ErrRateLimited)
 	assert.Len(t, w.all(), 2, "the first second was waited out; a second one would pass the 1.5 s allowance")
 	assert.Regexp(t, `not retried: WithRateLimitWait allows 1.5s a call, (4\d\d|500)ms of it left$`, err.Error())
+}
+
+// TestEntityEscapedCredentialIsRedacted: a credential an HTML page writes
+// with entities escapes the redaction of the raw body; it is redacted
+// again once the entities are decoded, before the message is cut short.
+func TestEntityEscapedCredentialIsRedacted(t *testing.T) {
+	t.Parallel()
+	escaped := "&#" + fmt.Sprint(int(testToken[0])) + ";" + testToken[1:]
+	page := "<html><body><p>" + strings.Repeat("x", 190) + " " + escaped + " and more</p></body></html>"
+	c, _ := mockClient(t, "https://x.atlassian.net", []reply{{status: 502, body: page, header: map[string]string{"Content-Type": "text/html"}}},
+		basicAuth(), servicedesk.WithMaxRetries(0))
+	err := addOne(c, context.Background())
+	require.ErrorIs(t, err, servicedesk.ErrServer)
+	assert.NotContains(t, err.Error(), testToken[:8], "not even its start, at the cut")
 }
