@@ -210,68 +210,92 @@ func (cc *concurrency) latency() time.Duration { return time.Duration(cc.latency
 
 // inFlight bounds the requests a Client has on the wire at once. The bound
 // is given with each acquire, since it may change as the client learns.
+// Calls that wait for a slot get one in the order they came: a slot that
+// frees goes to the first in line, so none waits for many rounds while
+// others overtake it.
 type inFlight struct {
-	mu      sync.Mutex
-	used    int
-	waiting int           // calls waiting for a slot
-	freed   chan struct{} // closed, and replaced, whenever a slot frees
+	mu    sync.Mutex
+	used  int
+	queue []*slotWaiter // first come, first served
+}
+
+// slotWaiter is a call waiting for a slot.
+type slotWaiter struct {
+	ready   chan struct{} // closed when the slot is granted
+	limit   func() int
+	granted bool
 }
 
 // errSlotWait ends a wait for a slot that lasted as long as allowed.
 var errSlotWait = errors.New("no slot on the wire came free in time")
 
+// tryAcquire takes a slot if one is free and no call is waiting for one.
 func (s *inFlight) tryAcquire(limit int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.used < limit {
+	if len(s.queue) == 0 && s.used < limit {
 		s.used++
 		return true
 	}
 	return false
 }
 
-// acquire waits for a slot until ctx ends (its error) or the deadline
-// passes (errSlotWait).
+// acquire waits for a slot, in line, until ctx ends (its error) or the
+// deadline passes (errSlotWait).
 func (s *inFlight) acquire(ctx context.Context, limit func() int, deadline time.Time) error {
+	s.mu.Lock()
+	if len(s.queue) == 0 && s.used < limit() {
+		s.used++
+		s.mu.Unlock()
+		return nil
+	}
+	w := &slotWaiter{ready: make(chan struct{}), limit: limit}
+	s.queue = append(s.queue, w)
+	s.mu.Unlock()
+
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
+	var err error
+	select {
+	case <-w.ready:
+		return nil
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-t.C:
+		err = errSlotWait
+	}
 	s.mu.Lock()
-	s.waiting++
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		s.waiting--
-		s.mu.Unlock()
-	}()
-	for {
-		s.mu.Lock()
-		if s.used < limit() {
-			s.used++
-			s.mu.Unlock()
-			return nil
-		}
-		if s.freed == nil {
-			s.freed = make(chan struct{})
-		}
-		freed := s.freed
-		s.mu.Unlock()
-		select {
-		case <-freed:
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-			return errSlotWait
+	defer s.mu.Unlock()
+	if w.granted { // granted as it gave up: give the slot on
+		s.used--
+		s.grantLocked()
+		return err
+	}
+	for i, o := range s.queue {
+		if o == w {
+			s.queue = append(s.queue[:i], s.queue[i+1:]...)
+			break
 		}
 	}
+	s.grantLocked() // the call behind it may fit under its own bound
+	return err
 }
 
 func (s *inFlight) release() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.used--
-	if s.freed != nil {
-		close(s.freed)
-		s.freed = nil
+	s.grantLocked()
+}
+
+// grantLocked hands free slots to the calls in line, first come first.
+func (s *inFlight) grantLocked() {
+	for len(s.queue) > 0 && s.used < s.queue[0].limit() {
+		w := s.queue[0]
+		s.queue = s.queue[1:]
+		s.used++
+		w.granted = true
+		close(w.ready)
 	}
 }
 
@@ -279,5 +303,5 @@ func (s *inFlight) release() {
 func (s *inFlight) starved() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.waiting > 0
+	return len(s.queue) > 0
 }

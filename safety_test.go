@@ -651,3 +651,50 @@ func TestEntityEscapedCredentialIsRedacted(t *testing.T) {
 	require.ErrorIs(t, err, servicedesk.ErrServer)
 	assert.NotContains(t, err.Error(), testToken[:8], "not even its start, at the cut")
 }
+
+// TestSlotsAreGrantedInOrder: calls waiting for a slot on the wire get one
+// in the order they came, so none waits for many rounds while others
+// overtake it (the 99th percentile of a bulk job's calls was the whole
+// job).
+func TestSlotsAreGrantedInOrder(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var order []string
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		order = append(order, r.URL.Query().Get("query"))
+		first := len(order) == 1
+		mu.Unlock()
+		if first {
+			<-release
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"values":[],"isLastPage":true}`)
+	}))
+	t.Cleanup(srv.Close)
+	c, err := servicedesk.NewClient(srv.URL, servicedesk.WithMaxInFlight(1))
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	list := func(name string) {
+		defer wg.Done()
+		_, err := c.Customers.List(context.Background(), "1", &servicedesk.ListCustomersOptions{Query: name})
+		assert.NoError(t, err)
+	}
+	wg.Add(1)
+	go list("first")
+	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(order) == 1 }, 5*time.Second, time.Millisecond)
+	var want []string
+	for i := 0; i < 12; i++ {
+		name := fmt.Sprintf("w%02d", i)
+		want = append(want, name)
+		wg.Add(1)
+		go list(name)
+		time.Sleep(5 * time.Millisecond) // in line, one after the other
+	}
+	close(release)
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, append([]string{"first"}, want...), order)
+}
