@@ -3,7 +3,6 @@ package servicedesk
 import (
 	"context"
 	"errors"
-	"fmt"
 	"math"
 	"strings"
 	"sync"
@@ -227,14 +226,14 @@ func (g *governor) wait(ctx context.Context, b *bucket, maxWait time.Duration) e
 		deadline, ctxFirst = d, true
 	}
 	refuse := func(now, at time.Time) error {
-		r := refused{wait: at.Sub(now), maxWait: maxWait, waited: now.Sub(start), ctxFirst: ctxFirst}
+		r := limits.Refusal{Wait: at.Sub(now), MaxWait: maxWait, Waited: now.Sub(start), CtxFirst: ctxFirst}
 		if p := g.pausedUntil(b, now); p != nil {
-			r.pause = p
+			r.Paused, r.Cause, r.Reason, r.Policy = true, p.cause, p.reason, p.policy
 		} else {
 			b.mu.Lock()
-			r.policy = b.policy
+			r.Policy = b.policy
 			b.mu.Unlock()
-			r.rate, r.queued = b.lim.limit(), int(b.queued.Load())
+			r.Rate, r.Queued = b.lim.limit(), int(b.queued.Load())
 		}
 		return refusal(r)
 	}
@@ -408,58 +407,19 @@ func (g *governor) pausedUntil(b *bucket, now time.Time) *pause {
 	return held
 }
 
-// refused describes a request the limiter will not let out in time.
-type refused struct {
-	wait     time.Duration // how long it would have had to wait
-	pause    *pause        // the pause holding it, if that is why
-	policy   string        // the policy pacing it
-	rate     float64       // the pace, requests a second
-	queued   int           // requests waiting ahead of it
-	maxWait  time.Duration // what was left of the call's allowance when the Wait began
-	waited   time.Duration // waited since, in this Wait
-	ctxFirst bool          // the context's deadline came before the allowance ran out
-}
-
 // refusal is the error of a request the limiter will not let out in time:
 // within maxWait, or before the context's deadline when that comes first.
-// It says why, what bounded the wait and, for a queue, how deep it is and
-// what allowance would have served it; how long it would have had to wait
-// is its RetryAfter (Error() says it with the reason of the 429 behind a
-// pause).
-func refusal(r refused) *Error {
-	var b strings.Builder
-	b.WriteString("not sent: ")
+// Its text (limits.Refusal's) says why, what bounded the wait and, for a
+// queue, how deep it is and what allowance would have served it; how long
+// it would have had to wait is its RetryAfter (Error() says it with the
+// reason of the 429 behind a pause).
+func refusal(r limits.Refusal) *Error {
 	rl := noRateLimit()
-	if p := r.pause; p != nil {
-		rl.Reason, rl.Policy = p.reason, p.policy
-		b.WriteString("paused " + p.cause)
-		if p.policy != "" && p.policy != p.reason {
-			b.WriteString(" (" + p.policy + ")")
-		}
-	} else {
-		rl.Policy = r.policy
-		b.WriteString("paced")
-		if !math.IsInf(r.rate, 1) && r.rate > 0 {
-			fmt.Fprintf(&b, " at %.3g a second", r.rate)
-		}
-		if r.policy != "" {
-			b.WriteString(" (" + r.policy + ")")
-		}
-		if r.queued > 0 {
-			fmt.Fprintf(&b, ", %d requests queued ahead", r.queued)
-		}
+	rl.Policy = r.Policy
+	if r.Paused {
+		rl.Reason = r.Reason
 	}
-	if r.ctxFirst {
-		b.WriteString("; the context's deadline comes first")
-	} else {
-		left := max(0, r.maxWait-r.waited)
-		fmt.Fprintf(&b, "; WithRateLimitWait's allowance has %v left", left.Round(time.Millisecond))
-		if r.pause == nil {
-			short := (r.wait - left).Truncate(100*time.Millisecond) + 100*time.Millisecond
-			fmt.Fprintf(&b, " (%v more would have served it)", short)
-		}
-	}
-	return &Error{StatusCode: 429, Message: b.String(), RetryAfter: max(r.wait, 0), RateLimit: rl}
+	return &Error{StatusCode: 429, Message: r.Message(), RetryAfter: max(r.Wait, 0), RateLimit: rl}
 }
 
 // joinNonEmpty joins the strings that are not empty.

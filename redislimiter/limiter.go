@@ -27,6 +27,8 @@
 // [servicedesk.NewRateLimiter], paced at this process's share of the
 // limits the fleet had learned), logged once; it goes back to Redis when a
 // probe (at most one a second, in the background) finds it answering.
+// go-redis logs its own failures to dial through its global logger
+// ([redis.SetLogger]), which the limiter leaves as the program set it.
 package redislimiter
 
 import (
@@ -245,13 +247,13 @@ func (l *limiter) Wait(ctx context.Context, ep servicedesk.Endpoint, maxWait tim
 		}
 		now = time.Now()
 		// refuse is the error of a request that cannot go out in time.
-		refuse := func(r refused) error {
-			r.maxWait, r.waited, r.ctxFirst = deadline.Sub(now), now.Sub(start), ctxFirst
+		refuse := func(r limits.Refusal) error {
+			r.MaxWait, r.Waited, r.CtxFirst = max(maxWait, 0), now.Sub(start), ctxFirst
 			return refusal(r)
 		}
 		if p := l.pausedLocally(e, now); p != nil && p.until.After(deadline) {
 			abandon()
-			return refuse(refused{wait: p.until.Sub(now), pause: p})
+			return refuse(paused(p, p.until.Sub(now)))
 		}
 		if o := l.outage.Load(); o != nil {
 			return l.waitLocally(ctx, e, o, deadline)
@@ -269,12 +271,12 @@ func (l *limiter) Wait(ctx context.Context, ep servicedesk.Endpoint, maxWait tim
 			e.admitted(lease, nil)
 			return nil
 		case codeRefusedPace:
-			return refuse(refused{wait: r.wait, policy: r.policy, rate: r.st.rate, queued: r.queued})
+			return refuse(limits.Refusal{Wait: r.wait, Policy: r.policy, Rate: r.st.rate, Queued: r.queued})
 		case codeRefusedPause, codePaused:
 			p := &pause{until: now.Add(r.wait), reason: r.reason, policy: r.policy, cause: r.cause}
 			l.remember(e, r.global, p)
 			if r.code == codeRefusedPause {
-				return refuse(refused{wait: r.wait, pause: p})
+				return refuse(paused(p, r.wait))
 			}
 			confirm = false
 		case codeWait:
@@ -547,60 +549,20 @@ func (e *endpoint) done() (lease string, local servicedesk.RateLimiter) {
 	return lease, nil
 }
 
-// refused describes a request the limiter will not let out in time.
-type refused struct {
-	wait     time.Duration // how long it would have had to wait
-	pause    *pause        // the pause holding it, if that is why
-	policy   string        // the policy pacing it
-	rate     float64       // the pace; 0: none known
-	queued   int           // requests queued ahead of it
-	maxWait  time.Duration // what was left of the allowance
-	waited   time.Duration // already waited in this Wait
-	ctxFirst bool          // the context's deadline came before the allowance ran out
+// refusal is the error of a request the limiter will not let out in time,
+// worded and filled in (RateLimit.Reason and Policy, RetryAfter) as the
+// in-process governor's is.
+func refusal(r limits.Refusal) *servicedesk.Error {
+	rl := servicedesk.RateLimit{Limit: -1, Remaining: -1, FillRate: -1, RetryAfter: -1, Policy: r.Policy}
+	if r.Paused {
+		rl.Reason = r.Reason
+	}
+	return &servicedesk.Error{StatusCode: 429, Message: r.Message(), RetryAfter: max(r.Wait, 0), RateLimit: rl}
 }
 
-// refusal is the error of a request the limiter will not let out in time:
-// within maxWait, or before the context's deadline when that comes first.
-// It reads as the in-process governor's (and sets RateLimit.Reason and
-// Policy as it does).
-func refusal(r refused) *servicedesk.Error {
-	var b strings.Builder
-	b.WriteString("not sent: ")
-	rl := servicedesk.RateLimit{Limit: -1, Remaining: -1, FillRate: -1, RetryAfter: -1}
-	if p := r.pause; p != nil {
-		rl.Reason, rl.Policy = p.reason, p.policy
-		b.WriteString("paused ")
-		b.WriteString(cmp.Or(p.cause, "by another process"))
-		if named := strings.Trim(p.reason+", "+p.policy, ", "); named != "" {
-			b.WriteString(" (" + named + ")")
-		}
-		fmt.Fprintf(&b, " for another %v", r.wait.Round(time.Millisecond))
-	} else {
-		rl.Policy = r.policy
-		b.WriteString("paced")
-		if r.rate > 0 {
-			fmt.Fprintf(&b, " at %.3g a second", r.rate)
-		}
-		if r.policy != "" {
-			b.WriteString(" (" + r.policy + ")")
-		}
-		if r.queued > 0 {
-			fmt.Fprintf(&b, ", %d requests queued ahead", r.queued)
-		}
-		fmt.Fprintf(&b, ": its turn comes in %v", r.wait.Round(time.Millisecond))
-	}
-	if r.ctxFirst {
-		b.WriteString("; the context's deadline comes first")
-	} else {
-		fmt.Fprintf(&b, "; WithRateLimitWait allows %v", max(r.maxWait, 0).Round(time.Millisecond))
-		if r.waited >= time.Millisecond {
-			fmt.Fprintf(&b, " more after %v waited", r.waited.Round(time.Millisecond))
-		}
-		if r.pause == nil {
-			fmt.Fprintf(&b, " (%v would have served it)", (r.wait+r.waited).Round(100*time.Millisecond)+100*time.Millisecond)
-		}
-	}
-	return &servicedesk.Error{StatusCode: 429, Message: b.String(), RetryAfter: max(r.wait, 0), RateLimit: rl}
+// paused is the refusal of a request a pause holds for wait.
+func paused(p *pause, wait time.Duration) limits.Refusal {
+	return limits.Refusal{Wait: wait, Paused: true, Cause: cmp.Or(p.cause, "by another process"), Reason: p.reason, Policy: p.policy}
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
