@@ -142,14 +142,12 @@ type bucket struct {
 	known atomic.Bool // the pace comes from what the server said
 
 	mu      sync.Mutex
-	learned bool         // the rate came from the server's headers
-	ceiling float64      // what a cut rate recovers to
-	lastCut time.Time    // the last cut after an unannounced 429
-	lastUp  time.Time    // the last step of recovery
-	policy  string       // the policy that paces it, for messages
-	served  [10]served   // 2xx answers in the last second, by tenth
-	limit   float64      // the limit (requests a second) the pace is for; 0: unknown
-	paced   atomic.Int64 // math.Float64bits of the pace, for slotLimit
+	learned bool       // the rate came from the server's headers
+	ceiling float64    // what a cut rate recovers to
+	lastCut time.Time  // the last cut after an unannounced 429
+	lastUp  time.Time  // the last step of recovery
+	policy  string     // the policy that paces it, for messages
+	served  [10]served // 2xx answers in the last second, by tenth
 }
 
 // served counts answers in one tenth of a second.
@@ -189,9 +187,8 @@ func (g *governor) bucket(ep Endpoint) *bucket {
 	b = &bucket{lim: newPacer(math.Inf(1), 1, now), ceiling: math.Inf(1)}
 	if r, ok := g.startRate(ep); ok {
 		b.lim = newPacer(limits.PaceRate(r), limits.PaceBurst(r), now) // starts full
-		b.ceiling, b.limit = limits.PaceRate(r), r
+		b.ceiling = limits.PaceRate(r)
 	}
-	b.storePace()
 	g.buckets[ep] = b
 	return b
 }
@@ -615,10 +612,9 @@ func (g *governor) setRate(b *bucket, n float64, policy string) bool {
 		// token, not full: what was sent before the limit was known
 		// counts already.
 		b.lim.set(r, min(limits.PaceBurst(n), limits.MaxBurst), time.Now())
-		b.learned, b.ceiling, b.policy, b.limit = true, r, policy, n
+		b.learned, b.ceiling, b.policy = true, r, policy
 		b.cut.Store(false)
 		b.known.Store(true)
-		b.storePace()
 	})
 	return true
 }
@@ -679,7 +675,6 @@ func (g *governor) cutRate(b *bucket, inflight int, now time.Time) {
 		b.lim.set(next, limits.PaceBurst(next), now)
 		b.cut.Store(true)
 		b.known.Store(true)
-		b.storePace()
 	})
 }
 
@@ -708,7 +703,6 @@ func (b *bucket) recover(g *governor, now time.Time) {
 		if done {
 			b.cut.Store(false)
 		}
-		b.storePace()
 	})
 }
 
@@ -718,14 +712,7 @@ func (b *bucket) recover(g *governor, now time.Time) {
 // documented default or nothing.
 func (g *governor) knownPace(b *bucket) (float64, bool) {
 	if r := g.global.limit(); !math.IsInf(r, 1) {
-		return min(r, b.pace()), true
+		return min(r, b.lim.limit()), true
 	}
-	return b.pace(), b.known.Load()
+	return b.lim.limit(), b.known.Load()
 }
-
-// storePace publishes the bucket's pace for slotLimit. Callers hold b.mu
-// or own b.
-func (b *bucket) storePace() { b.paced.Store(int64(math.Float64bits(b.lim.limit()))) }
-
-// pace is the bucket's current pace, requests a second (+Inf: none).
-func (b *bucket) pace() float64 { return math.Float64frombits(uint64(b.paced.Load())) }
