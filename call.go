@@ -42,7 +42,6 @@ type call struct {
 	// read, or when the call gives up on it.
 	attemptCtx    context.Context
 	cancelAttempt context.CancelFunc
-	started       bool // the attempt about to be sent has its context
 
 	req retryablehttp.Request // the request the attempts send
 }
@@ -81,7 +80,6 @@ func (cl *call) startAttempt(req *http.Request) {
 	}
 	cl.attemptCtx = ctx
 	cl.req.Request = req.WithContext(ctx)
-	cl.started = true
 }
 
 // endAttempt ends the attempt's context: its answer has been read, or

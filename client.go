@@ -316,8 +316,9 @@ func (cl *call) apiError(resp *http.Response) *Error {
 }
 
 // newHTTPRequest builds the request every attempt sends, in the first
-// attempt's context (see startAttempt). Each request gets header values of
-// its own: a transport may write into them.
+// attempt's context (see startAttempt), where retryablehttp's hooks find
+// the call. Each request gets header values of its own: a transport may
+// write into them.
 func (cl *call) newHTTPRequest() *retryablehttp.Request {
 	r := cl.r
 	h := make(http.Header, 5)

@@ -38,16 +38,15 @@ func newRetryClient(hc *http.Client, maxRetries int) *retryablehttp.Client {
 // beforeAttempt starts an attempt: its clock, its context with the
 // attempt's deadline, and a fresh reader over the body (the last
 // attempt's may still be read by the transport that sent it).
-func beforeAttempt(_ retryablehttp.Logger, req *http.Request, _ int) {
+func beforeAttempt(_ retryablehttp.Logger, req *http.Request, attempt int) {
 	cl := callOf(req.Context())
 	cl.attemptWaited, cl.waitedSince = cl.waitedSince, 0
 	if cl.r.body != nil {
 		req.Body = newBodyReader(cl.r.body)
 	}
-	if !cl.started { // the first attempt's was made with the request
+	if attempt > 0 { // the first attempt's context came with the request
 		cl.startAttempt(req)
 	}
-	cl.started = false
 }
 
 // newBodyReader reads a request body from the start. It must be a NopCloser
