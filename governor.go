@@ -113,7 +113,7 @@ type governor struct {
 	// global paces every endpoint together: Data Center's per-user bucket.
 	global *pacer
 	// pause, when set and not over, holds every request: a spent quota.
-	pause    atomic.Pointer[pause]
+	pause    atomic.Pointer[limits.Pause]
 	inflight atomic.Int32
 
 	// Requests waiting their turn, in the order they took it; a change of
@@ -123,18 +123,10 @@ type governor struct {
 	changed chan struct{} // closed, and replaced, by repace
 }
 
-// pause is a time before which nothing may be sent, and why.
-type pause struct {
-	until  time.Time
-	reason string // RateLimit-Reason of the 429 that set it, if any
-	policy string // the policy it comes from, if any
-	cause  string // "after a 429", or what else set it
-}
-
 // bucket is one endpoint's pacing.
 type bucket struct {
 	lim      *pacer
-	pause    atomic.Pointer[pause]
+	pause    atomic.Pointer[limits.Pause]
 	inflight atomic.Int32
 	queued   atomic.Int32 // requests waiting for their turn
 
@@ -225,7 +217,7 @@ func (g *governor) wait(ctx context.Context, b *bucket, maxWait time.Duration) e
 	refuse := func(now, at time.Time) error {
 		r := limits.Refusal{Wait: at.Sub(now), MaxWait: maxWait, Waited: now.Sub(start), CtxFirst: ctxFirst}
 		if p := g.pausedUntil(b, now); p != nil {
-			r.Paused, r.Cause, r.Reason, r.Policy = true, p.cause, p.reason, p.policy
+			r.Paused, r.Cause, r.Reason, r.Policy = true, p.Cause, p.Reason, p.Policy
 		} else {
 			b.mu.Lock()
 			r.Policy = b.policy
@@ -237,10 +229,10 @@ func (g *governor) wait(ctx context.Context, b *bucket, maxWait time.Duration) e
 	for {
 		now = time.Now()
 		if p := g.pausedUntil(b, now); p != nil {
-			if p.until.After(deadline) {
-				return refuse(now, p.until)
+			if p.Until.After(deadline) {
+				return refuse(now, p.Until)
 			}
-			if err := sleep(ctx, p.until.Sub(now)); err != nil {
+			if err := sleep(ctx, p.Until.Sub(now)); err != nil {
 				return err
 			}
 			continue
@@ -385,7 +377,7 @@ func (g *governor) repace(change func()) {
 		w := ahead[i]
 		from := now
 		if p := g.pausedUntil(w.b, now); p != nil {
-			from = p.until
+			from = p.Until
 		}
 		g.book(w, from, time.Time{}) // each waiter checks its own deadline
 	}
@@ -394,14 +386,8 @@ func (g *governor) repace(change func()) {
 
 // pausedUntil is the pause holding ep now, the client's or the
 // endpoint's, whichever ends later; nil when there is none.
-func (g *governor) pausedUntil(b *bucket, now time.Time) *pause {
-	var held *pause
-	for _, p := range []*pause{g.pause.Load(), b.pause.Load()} {
-		if p != nil && p.until.After(now) && (held == nil || p.until.After(held.until)) {
-			held = p
-		}
-	}
-	return held
+func (g *governor) pausedUntil(b *bucket, now time.Time) *limits.Pause {
+	return limits.Holding(now, g.pause.Load(), b.pause.Load())
 }
 
 // refusal is the error of a request the limiter will not let out in time:
@@ -478,7 +464,7 @@ func (g *governor) learn(b *bucket, rl RateLimit, inflight int, now time.Time) (
 			}
 			if limits.IsQuota(p.Name) {
 				if !p.Beta && p.Remaining == 0 && p.Reset.After(now) {
-					g.pauseAll(&pause{until: p.Reset, policy: p.Name, cause: "until the quota resets: the server said none is left"})
+					g.pauseAll(&limits.Pause{Until: p.Reset, Policy: p.Name, Cause: "until the quota resets: the server said none is left"})
 				}
 				continue
 			}
@@ -493,7 +479,7 @@ func (g *governor) learn(b *bucket, rl RateLimit, inflight int, now time.Time) (
 				// pace just learnt starts from it rather than from one.
 				switch {
 				case p.Remaining == 0 && p.Reset.After(now):
-					g.pauseEndpoint(b, &pause{until: p.Reset, policy: p.Name, cause: "until the window resets: the server said none are left"})
+					g.pauseEndpoint(b, &limits.Pause{Until: p.Reset, Policy: p.Name, Cause: "until the window resets: the server said none are left"})
 				default:
 					if changed {
 						b.lim.fillTo(p.Remaining-inflight, now)
@@ -547,13 +533,13 @@ func (g *governor) throttled(b *bucket, o Outcome, announced bool, now time.Time
 	}
 	wait := limits.BoundWait(o.Wait)
 	if limits.Quota429(rl.Reason, rl.RetryAfter >= 0, !rl.Reset.IsZero(), wait) {
-		g.pauseAll(&pause{until: now.Add(wait), reason: rl.Reason, policy: policy, cause: "after a 429"})
+		g.pauseAll(&limits.Pause{Until: now.Add(wait), Reason: rl.Reason, Policy: policy, Cause: "after a 429"})
 		return
 	}
 	if wait <= 0 {
 		wait = time.Second // burst limits are per second
 	}
-	g.pauseEndpoint(b, &pause{until: now.Add(wait), reason: rl.Reason, policy: policy, cause: "after a 429"})
+	g.pauseEndpoint(b, &limits.Pause{Until: now.Add(wait), Reason: rl.Reason, Policy: policy, Cause: "after a 429"})
 	if !announced {
 		g.cutRate(b, int(b.inflight.Load()), now)
 	}
@@ -561,37 +547,24 @@ func (g *governor) throttled(b *bucket, o Outcome, announced bool, now time.Time
 
 // pauseAll and pauseEndpoint start (or extend) a pause; requests already
 // waiting their turn wait it out, then take new turns.
-func (g *governor) pauseAll(p *pause) {
-	p.until = boundUntil(p.until)
+func (g *governor) pauseAll(p *limits.Pause) {
+	p.Until = boundUntil(p.Until)
 	if extends(&g.pause, p) {
-		g.repace(func() { setPause(&g.pause, p) })
+		g.repace(func() { limits.Extend(&g.pause, p) })
 	}
 }
 
-func (g *governor) pauseEndpoint(b *bucket, p *pause) {
-	p.until = boundUntil(p.until)
+func (g *governor) pauseEndpoint(b *bucket, p *limits.Pause) {
+	p.Until = boundUntil(p.Until)
 	if extends(&b.pause, p) {
-		g.repace(func() { setPause(&b.pause, p) })
+		g.repace(func() { limits.Extend(&b.pause, p) })
 	}
 }
 
 // extends reports whether p ends later than the pause in ptr.
-func extends(ptr *atomic.Pointer[pause], p *pause) bool {
+func extends(ptr *atomic.Pointer[limits.Pause], p *limits.Pause) bool {
 	cur := ptr.Load()
-	return cur == nil || p.until.After(cur.until)
-}
-
-// setPause extends a pause to p; a shorter one never cuts it short.
-func setPause(ptr *atomic.Pointer[pause], p *pause) {
-	for {
-		cur := ptr.Load()
-		if cur != nil && !p.until.After(cur.until) {
-			return
-		}
-		if ptr.CompareAndSwap(cur, p) {
-			return
-		}
-	}
+	return cur == nil || p.Until.After(cur.Until)
 }
 
 // setRate paces b for a limit of n requests a second, and reports whether

@@ -44,8 +44,8 @@ func TestUnannouncedBurstCutsThenRecovers(t *testing.T) {
 	assert.True(t, known, "what the server served is a pace it told")
 	p := b.pause.Load()
 	require.NotNil(t, p, "paused a second, burst limits being per second")
-	assert.Equal(t, "after a 429", p.cause)
-	assert.Empty(t, p.reason, "the 429 named none")
+	assert.Equal(t, "after a 429", p.Cause)
+	assert.Empty(t, p.Reason, "the 429 named none")
 
 	// A second 429 of the same burst does not cut again.
 	g.Done(ep, Outcome{StatusCode: 429, RateLimit: none})
@@ -137,9 +137,9 @@ func TestServerNumbersAreBounded(t *testing.T) {
 	b := g.bucket(ep)
 	g.admitted(b)
 	g.Done(ep, Outcome{StatusCode: 429, RateLimit: rl, Wait: 1000 * time.Hour})
-	for _, p := range []*pause{g.pause.Load(), b.pause.Load()} {
+	for _, p := range []*limits.Pause{g.pause.Load(), b.pause.Load()} {
 		if p != nil {
-			assert.False(t, p.until.After(day), "a pause of at most a day")
+			assert.False(t, p.Until.After(day), "a pause of at most a day")
 		}
 	}
 	assert.GreaterOrEqual(t, float64(g.global.limit()), limits.MinRate, "Data Center's fill rate has a floor")

@@ -40,9 +40,9 @@ func TestRefusalTextAddsUp(t *testing.T) {
 	g := NewRateLimiter(RateLimiterConfig{}).(*governor)
 	ep := Endpoint{Method: http.MethodPost, Path: createCustomerTemplate}
 	b := g.bucket(ep)
-	g.pauseEndpoint(b, &pause{until: time.Now().Add(300 * time.Millisecond), reason: "jira-burst-based", cause: "after a 429"})
+	g.pauseEndpoint(b, &limits.Pause{Until: time.Now().Add(300 * time.Millisecond), Reason: "jira-burst-based", Cause: "after a 429"})
 	time.AfterFunc(100*time.Millisecond, func() {
-		g.pauseEndpoint(b, &pause{until: time.Now().Add(time.Second), reason: "jira-burst-based", cause: "after a 429"})
+		g.pauseEndpoint(b, &limits.Pause{Until: time.Now().Add(time.Second), Reason: "jira-burst-based", Cause: "after a 429"})
 	})
 	err := g.wait(context.Background(), b, 500*time.Millisecond)
 	require.Error(t, err)

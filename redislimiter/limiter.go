@@ -156,9 +156,9 @@ type limiter struct {
 	logs       []logRecord // to write from a caller's goroutine
 	hasLogs    atomic.Bool
 
-	fleet  atomic.Int64          // processes seen lately, from the last reply that counted them
-	member atomic.Int64          // when this process last counted itself among them, unix ns
-	pause  atomic.Pointer[pause] // the last pause of everything this process knows of
+	fleet  atomic.Int64                 // processes seen lately, from the last reply that counted them
+	member atomic.Int64                 // when this process last counted itself among them, unix ns
+	pause  atomic.Pointer[limits.Pause] // the last pause of everything this process knows of
 	outage atomic.Pointer[outage]
 }
 
@@ -172,7 +172,7 @@ type endpoint struct {
 	ep             servicedesk.Endpoint
 	key, flightKey string
 	start          float64 // its limit before any answer; 0: none
-	pause          atomic.Pointer[pause]
+	pause          atomic.Pointer[limits.Pause]
 	mu             sync.Mutex
 	st             state
 	leases         []string                  // requests admitted through Redis, not yet done
@@ -183,14 +183,6 @@ type endpoint struct {
 type release struct {
 	e     *endpoint
 	lease string
-}
-
-// pause is a time before which nothing may be sent, and why.
-type pause struct {
-	until  time.Time
-	reason string // RateLimit-Reason of the 429 that caused it
-	policy string // the policy that caused it
-	cause  string // "after a 429", "until the quota resets: …"
 }
 
 func (l *limiter) endpoint(ep servicedesk.Endpoint) *endpoint {
@@ -251,9 +243,9 @@ func (l *limiter) Wait(ctx context.Context, ep servicedesk.Endpoint, maxWait tim
 			r.MaxWait, r.Waited, r.CtxFirst = max(maxWait, 0), now.Sub(start), ctxFirst
 			return refusal(r)
 		}
-		if p := l.pausedLocally(e, now); p != nil && p.until.After(deadline) {
+		if p := l.pausedLocally(e, now); p != nil && p.Until.After(deadline) {
 			abandon()
-			return refuse(paused(p, p.until.Sub(now)))
+			return refuse(paused(p, p.Until.Sub(now)))
 		}
 		if o := l.outage.Load(); o != nil {
 			return l.waitLocally(ctx, e, o, deadline)
@@ -273,7 +265,7 @@ func (l *limiter) Wait(ctx context.Context, ep servicedesk.Endpoint, maxWait tim
 		case codeRefusedPace:
 			return refuse(limits.Refusal{Wait: r.wait, Policy: r.policy, Rate: r.st.rate, Queued: r.queued})
 		case codeRefusedPause, codePaused:
-			p := &pause{until: now.Add(r.wait), reason: r.reason, policy: r.policy, cause: r.cause}
+			p := &limits.Pause{Until: now.Add(r.wait), Reason: r.reason, Policy: r.policy, Cause: r.cause}
 			l.remember(e, r.global, p)
 			if r.code == codeRefusedPause {
 				return refuse(paused(p, r.wait))
@@ -296,7 +288,7 @@ func (l *limiter) Wait(ctx context.Context, ep servicedesk.Endpoint, maxWait tim
 func (l *limiter) waitLocally(ctx context.Context, e *endpoint, o *outage, deadline time.Time) error {
 	o.probe(l, e)
 	if p := l.pausedLocally(e, time.Now()); p != nil {
-		if err := sleep(ctx, time.Until(p.until)); err != nil {
+		if err := sleep(ctx, time.Until(p.Until)); err != nil {
 			return err
 		}
 	}
@@ -321,7 +313,7 @@ func (l *limiter) Done(ep servicedesk.Endpoint, o servicedesk.Outcome) {
 	ops := opsFor(o, now)
 	for _, op := range ops {
 		if op.kind == opPauseAll || op.kind == opPauseEndpoint {
-			l.remember(e, op.kind == opPauseAll, &pause{until: now.Add(op.wait), reason: op.reason, policy: op.policy, cause: op.cause})
+			l.remember(e, op.kind == opPauseAll, &limits.Pause{Until: now.Add(op.wait), Reason: op.reason, Policy: op.policy, Cause: op.cause})
 		}
 	}
 	defer l.writeLogs()
@@ -474,32 +466,18 @@ func (l *limiter) flush() {
 
 // remember keeps a pause this process learned of, for Wait to refuse
 // without asking Redis and to keep during an outage.
-func (l *limiter) remember(e *endpoint, all bool, p *pause) {
+func (l *limiter) remember(e *endpoint, all bool, p *limits.Pause) {
 	ptr := &e.pause
 	if all {
 		ptr = &l.pause
 	}
-	for {
-		cur := ptr.Load()
-		if cur != nil && !p.until.After(cur.until) {
-			return
-		}
-		if ptr.CompareAndSwap(cur, p) {
-			return
-		}
-	}
+	limits.Extend(ptr, p)
 }
 
 // pausedLocally is the pause this process knows holds e now, the later of
 // the site's and the endpoint's; nil when there is none.
-func (l *limiter) pausedLocally(e *endpoint, now time.Time) *pause {
-	var held *pause
-	for _, p := range []*pause{l.pause.Load(), e.pause.Load()} {
-		if p != nil && p.until.After(now) && (held == nil || p.until.After(held.until)) {
-			held = p
-		}
-	}
-	return held
+func (l *limiter) pausedLocally(e *endpoint, now time.Time) *limits.Pause {
+	return limits.Holding(now, l.pause.Load(), e.pause.Load())
 }
 
 // update keeps what a reply said.
@@ -561,8 +539,8 @@ func refusal(r limits.Refusal) *servicedesk.Error {
 }
 
 // paused is the refusal of a request a pause holds for wait.
-func paused(p *pause, wait time.Duration) limits.Refusal {
-	return limits.Refusal{Wait: wait, Paused: true, Cause: cmp.Or(p.cause, "by another process"), Reason: p.reason, Policy: p.policy}
+func paused(p *limits.Pause, wait time.Duration) limits.Refusal {
+	return limits.Refusal{Wait: wait, Paused: true, Cause: cmp.Or(p.Cause, "by another process"), Reason: p.Reason, Policy: p.Policy}
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
