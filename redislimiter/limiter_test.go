@@ -364,30 +364,33 @@ func TestAnInvalidConfigurationFailsBeforeSending(t *testing.T) {
 
 func TestACancelledWaitGivesItsTurnBack(t *testing.T) {
 	t.Parallel()
-	cfg := servicedesk.RateLimiterConfig{Rates: map[servicedesk.Endpoint]float64{addEp: 20}} // a bucket of 1, 18 a second
+	// A bucket of 1 paced at 1 a second: the waiters' turns are a second
+	// and more away, so none comes up before they give up, however slowly
+	// a loaded machine runs the test.
+	cfg := servicedesk.RateLimiterConfig{Rates: map[servicedesk.Endpoint]float64{addEp: 2}}
 	pfx := prefix(t)
 	a, _ := newLimiter(t, shared, pfx, cfg)
 	_, _ = admitNow(t, addEp, a)
 
-	// Ten waiters queue for 10/18 s, and give up.
+	// Ten waiters queue for 10 s, and give up.
 	ctx, cancel := context.WithCancel(context.Background())
 	errs := make(chan error, 10)
 	for range 10 {
 		go func() { errs <- a.Wait(ctx, addEp, time.Minute) }()
 	}
-	time.Sleep(20 * time.Millisecond)
+	time.Sleep(50 * time.Millisecond)
 	cancel()
 	for range 10 {
 		require.ErrorIs(t, <-errs, context.Canceled)
 	}
 	// Their turns are given back at once: the bucket is as it was (empty,
-	// 1/18 s from full), not 11/18 s from full.
+	// a second from full), not 11 s from full.
 	rdb, _ := shared.client(t)
 	require.Eventually(t, func() bool {
 		tat, _ := rdb.HGet(context.Background(), a.endpoint(addEp).key, "tat").Float64()
 		now, _ := rdb.Time(context.Background()).Result()
-		return tat-float64(now.UnixMicro()) < float64(4*time.Second/16/time.Microsecond)
-	}, 150*time.Millisecond, 5*time.Millisecond)
+		return tat-float64(now.UnixMicro()) < float64(1500*time.Millisecond/time.Microsecond)
+	}, 500*time.Millisecond, 5*time.Millisecond)
 }
 
 // TestReservationsAtAnOldPaceAreMadeAgain: requests waiting their turn at
