@@ -184,11 +184,18 @@ func (c *Client) newRequest(op, method, path, template string, n needs, query ur
 	return r, nil
 }
 
-// apiURL resolves an escaped API path onto the base URL, keeping the base
-// URL's own path (gateway prefix, Data Center context path).
+// apiURL resolves an escaped path of the service desk API onto the base
+// URL (see siteURL).
 func (c *Client) apiURL(escapedPath string, query url.Values) *url.URL {
+	return c.siteURL(apiRoot+escapedPath, query)
+}
+
+// siteURL resolves an escaped path (that the caller made or checked) onto
+// the base URL, keeping the base URL's own path (gateway prefix, Data
+// Center context path).
+func (c *Client) siteURL(escapedPath string, query url.Values) *url.URL {
 	u := *c.base
-	setEscapedPath(&u, u.EscapedPath()+apiRoot+escapedPath)
+	setEscapedPath(&u, u.EscapedPath()+escapedPath)
 	u.RawQuery = query.Encode()
 	return &u
 }
@@ -355,24 +362,37 @@ func (cl *call) newHTTPRequest() *retryablehttp.Request {
 // transportError reports a call that got no response. Once the context is
 // done, its error is the one that counts.
 func (cl *call) transportError(err error) error {
-	hint := ""
+	var unsure error
 	if cl.n > 0 && !cl.r.idempotent && cl.r.unsure != "" && mayHaveArrived(err) {
-		hint = "; " + cl.r.unsure
+		unsure = &mayHaveRunError{hint: cl.r.unsure}
 	}
 	if ctxErr := cl.ctx.Err(); ctxErr != nil {
 		err = ctxErr
 	} else if terr, ok := cl.attemptTimedOut(err); ok {
 		err = terr
 	}
+	gaveUp := ""
 	if cl.n > 1 {
-		hint += fmt.Sprintf("; gave up after %d attempts", cl.n)
+		gaveUp = fmt.Sprintf("; gave up after %d attempts", cl.n)
 	}
-	err = fmt.Errorf("servicedesk: %s %s: %w%s", cl.r.method, cl.r.url.EscapedPath(), stripURLError(err), hint)
+	if unsure != nil {
+		err = fmt.Errorf("servicedesk: %s %s: %w; %w%s", cl.r.method, cl.r.url.EscapedPath(), stripURLError(err), unsure, gaveUp)
+	} else {
+		err = fmt.Errorf("servicedesk: %s %s: %w%s", cl.r.method, cl.r.url.EscapedPath(), stripURLError(err), gaveUp)
+	}
 	if msg := redact(cl.c.auth, err.Error()); msg != err.Error() {
 		return &redactedError{msg: msg, err: err}
 	}
 	return err
 }
+
+// mayHaveRunError is in the chain of a transport error when the request
+// was sent, is not idempotent, and may have been carried out though no
+// answer said so; its text is the request's hint. CustomersService.Ensure
+// looks for it.
+type mayHaveRunError struct{ hint string }
+
+func (e *mayHaveRunError) Error() string { return e.hint }
 
 // mayHaveArrived reports whether a request that failed with err may have
 // reached the server: unless it surely never left (no connection, no

@@ -66,13 +66,10 @@ func (c *Client) newDoRequest(method, path string, query url.Values, body, v any
 			return nil, invalidInput(where, "v", fmt.Sprintf("must be nil or a non-nil pointer, got %T", v))
 		}
 	}
-	u := *c.base
-	setEscapedPath(&u, u.EscapedPath()+path) // unsafePath checked every escape
-	u.RawQuery = query.Encode()
 	r := &request{
 		op:           "Do",
 		method:       method,
-		url:          &u,
+		url:          c.siteURL(path, query), // unsafePath checked every escape
 		endpoint:     Endpoint{Method: method, Path: pathTemplate(path)},
 		userTypes:    true,
 		experimental: strings.HasPrefix(path, apiRoot),

@@ -166,7 +166,8 @@ func (s *CustomersService) findByEmail(ctx context.Context, op, email string) (*
 // least once. Its own errors name FindByEmail, the step that failed.
 func (s *CustomersService) searchEmail(ctx context.Context, op string, f userSearch, email string) (cust *Customer, answered bool, err error) {
 	var found []jiraUser // exact matches, each account once
-	hidden := 0          // matches whose email the search did not show
+	seen := map[string]bool{}
+	hidden := 0 // matches whose email the search did not show
 	for start := 0; start < userSearchMax; {
 		query := url.Values{
 			f.param:      {email},
@@ -178,6 +179,11 @@ func (s *CustomersService) searchEmail(ctx context.Context, op string, f userSea
 			return nil, answered, err
 		}
 		answered = true
+		if len(page) > userSearchPage {
+			// A page is bounded by what was asked for, so that what is
+			// done with it is too.
+			return nil, true, fmt.Errorf("%w: GET %s: asked for %d users, got %d", ErrInvalidResponse, f.path, userSearchPage, len(page))
+		}
 		for i := range page {
 			u := &page[i]
 			switch {
@@ -187,7 +193,8 @@ func (s *CustomersService) searchEmail(ctx context.Context, op string, f userSea
 				// a match on the start of the email or of a name
 			case u.id() == "":
 				return nil, true, fmt.Errorf("%w: GET %s: the account with this email has no accountId, key or name", ErrInvalidResponse, f.path)
-			case !hasUser(found, u.id()):
+			case !seen[u.id()]:
+				seen[u.id()] = true
 				found = append(found, *u)
 			}
 		}
@@ -214,24 +221,12 @@ func (s *CustomersService) searchEmail(ctx context.Context, op string, f userSea
 	return nil, true, amb
 }
 
-func hasUser(users []jiraUser, id string) bool {
-	for i := range users {
-		if users[i].id() == id {
-			return true
-		}
-	}
-	return false
-}
-
 // userSearchRequest is a GET of Jira's user search, form f.
 func (c *Client) userSearchRequest(op string, f userSearch, query url.Values) *request {
-	u := *c.base
-	setEscapedPath(&u, u.EscapedPath()+f.path)
-	u.RawQuery = query.Encode()
 	return &request{
 		op:         op,
 		method:     http.MethodGet,
-		url:        &u,
+		url:        c.siteURL(f.path, query),
 		endpoint:   Endpoint{Method: http.MethodGet, Path: f.path},
 		expect:     '[',
 		idempotent: true,
@@ -247,11 +242,16 @@ type AmbiguousEmailError struct {
 	Accounts []Customer
 }
 
+// Error names the accounts, the first ten of them.
 func (e *AmbiguousEmailError) Error() string {
-	ids := make([]string, len(e.Accounts))
-	for i := range e.Accounts {
+	const named = 10
+	var ids []string
+	for i := range e.Accounts[:min(len(e.Accounts), named)] {
 		u := jiraUser{AccountID: e.Accounts[i].AccountID, Key: e.Accounts[i].Key, Name: e.Accounts[i].Name}
-		ids[i] = u.id()
+		ids = append(ids, u.id())
+	}
+	if more := len(e.Accounts) - named; more > 0 {
+		ids = append(ids, fmt.Sprintf("and %d more", more))
 	}
 	return fmt.Sprintf("servicedesk: CustomersService.FindByEmail: %d accounts have this email (%s): choose one and add it by its id",
 		len(e.Accounts), strings.Join(ids, ", "))
@@ -287,7 +287,8 @@ func (e *AmbiguousEmailError) Error() string {
 // created, and Ensure can be repeated once the cause is gone.
 //
 // The error is an [*EnsureError] naming the step that failed ("create",
-// "find" or "add") and wrapping the cause, so errors.Is and errors.As see
+// "find" or "add", or "wait" for a call whose context ended while it
+// waited for another) and wrapping the cause, so errors.Is and errors.As see
 // through it. When only the add failed, cust and created describe the
 // account, so the caller may retry Add alone (or Ensure again). It needs
 // what Create, FindByEmail and Add need: the Jira Administrator global
@@ -367,23 +368,22 @@ func (s *CustomersService) createOrFind(ctx context.Context, op string, req Crea
 
 // createMayHaveRun reports a failed Create that the server may have carried
 // out: a 5xx, a 2xx whose body could not be read, or a connection that
-// broke after the request may have arrived. Input refused before sending,
-// a 4xx and a connection never made are not.
+// broke after the request was sent (the pipeline marks that). Input refused
+// before sending, a 4xx and a request never sent are not.
 func createMayHaveRun(err error) bool {
 	var apiErr *Error
+	var unsure *mayHaveRunError
 	switch {
 	case errors.As(err, &apiErr):
 		return apiErr.StatusCode >= 500
-	case errors.Is(err, ErrInvalidResponse):
+	case errors.As(err, &unsure):
 		return true
-	case errors.Is(err, ErrInvalidInput), errors.Is(err, ErrForbidden):
-		return false
 	}
-	return mayHaveArrived(err)
+	return errors.Is(err, ErrInvalidResponse)
 }
 
 // EnsureError is the error of [CustomersService.Ensure]: the step that
-// failed, "create", "find" or "add", and its error, which errors.Is and
+// failed, "create", "find", "add" or "wait", and its error, which errors.Is and
 // errors.As see through.
 type EnsureError struct {
 	Step string
@@ -426,10 +426,10 @@ func (l *lifecycle) coalesce(ctx context.Context, key string, ensure func() (*Cu
 		select {
 		case <-f.done:
 		case <-ctx.Done():
-			return nil, false, fmt.Errorf("servicedesk: CustomersService.Ensure: waiting for another call ensuring the same email: %w", ctx.Err())
+			return nil, false, &EnsureError{Step: "wait", Err: fmt.Errorf("waiting for another call ensuring the same email: %w", ctx.Err())}
 		}
 		if !f.again {
-			return f.cust.clone(), false, f.err
+			return f.cust.clone(), false, forWaiter(f.err)
 		}
 	}
 }
@@ -445,9 +445,30 @@ func (l *lifecycle) lead(ctx context.Context, key string, f *ensureFlight, ensur
 		close(f.done)
 	}()
 	cust, created, err = ensure()
-	f.cust, f.err = cust, err
+	// The customer returned here is the caller's to change: those waiting
+	// copy a copy of their own.
+	f.cust, f.err = cust.clone(), err
 	f.again = err != nil && ctx.Err() != nil
 	return cust, created, err
+}
+
+// forWaiter is the leading call's error as a waiting call gets it: an
+// *EnsureError of its own and, when the email was ambiguous, accounts of
+// its own to choose from.
+func forWaiter(err error) error {
+	e, ok := err.(*EnsureError)
+	if !ok {
+		return err
+	}
+	cp := *e
+	if amb, ok := e.Err.(*AmbiguousEmailError); ok {
+		accounts := make([]Customer, len(amb.Accounts))
+		for i := range amb.Accounts {
+			accounts[i] = *amb.Accounts[i].clone()
+		}
+		cp.Err = &AmbiguousEmailError{Accounts: accounts}
+	}
+	return &cp
 }
 
 // clone copies a customer for another caller, who may change it.
@@ -477,8 +498,10 @@ func (s *CustomersService) RevokePortalOnlyAccess(ctx context.Context, accountID
 	if why := validID(accountID); why != "" {
 		return invalidInput(where, "accountID", why)
 	}
-	if t := strings.TrimSpace(accountID); t == "." || t == ".." || strings.ContainsAny(accountID, `/\`) {
-		return invalidInput(where, "accountID", fmt.Sprintf("%q is not an account id", accountID))
+	// One path segment, whoever decodes it and how often: the rule of
+	// Client.Do's paths and next links.
+	if why := segmentProblem(url.PathEscape(accountID)); why != "" {
+		return invalidInput(where, "accountID", fmt.Sprintf("%q is not an account id: it %s", accountID, why))
 	}
 	r, err := s.client.newRequest(where, http.MethodPut, "customer/user/"+url.PathEscape(accountID)+"/revoke-portal-only-access",
 		revokePortalOnlyAccessTemplate, needsRevoke, nil, nil)

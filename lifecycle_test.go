@@ -682,7 +682,10 @@ func TestRevokePortalOnlyAccessWire(t *testing.T) {
 	require.NoError(t, c.Customers.RevokePortalOnlyAccess(context.Background(), "a b?c"))
 	assert.Equal(t, "/rest/servicedeskapi/customer/user/a%20b%3Fc/revoke-portal-only-access", w.only(t).Path)
 
-	for _, id := range []string{"", "  ", "..", ".", "a/b", `a\b`, "\xff"} {
+	// And what Client.Do refuses in a path segment: an id that a server
+	// or proxy decoding it twice, or reading ";" as parameters, would take
+	// out of its segment.
+	for _, id := range []string{"", "  ", "..", ".", "a/b", `a\b`, "\xff", "%2e%2e", "%2f", "a;b"} {
 		err := c.Customers.RevokePortalOnlyAccess(context.Background(), id)
 		require.ErrorIs(t, err, servicedesk.ErrInvalidInput, "%q", id)
 		assert.Contains(t, err.Error(), "RevokePortalOnlyAccess: accountID")
@@ -764,4 +767,228 @@ func TestRevokePortalOnlyAccessOnTheFake(t *testing.T) {
 	assert.Len(t, srv.Requests(), before, "refused before sending")
 	var apiErr *servicedesk.Error
 	assert.False(t, errors.As(err, &apiErr), "not an answer from the server")
+}
+
+// waitingCtx tells, by closing waiting, when Ensure first selects on its
+// Done channel: for a call that found another in flight, that is the
+// moment it has joined it. Nothing before coalesce's select calls Done.
+type waitingCtx struct {
+	context.Context
+	once    sync.Once
+	waiting chan struct{}
+}
+
+func newWaitingCtx(parent context.Context) *waitingCtx {
+	return &waitingCtx{Context: parent, waiting: make(chan struct{})}
+}
+
+func (c *waitingCtx) Done() <-chan struct{} {
+	c.once.Do(func() { close(c.waiting) })
+	return c.Context.Done()
+}
+
+type leaderKey struct{}
+
+// holdLeaderCreate returns hooks that hold the leader's Create (the call
+// whose context carries leaderKey) until joined is closed, and count
+// the Creates sent; entered gets a value when the leader's Create starts.
+func holdLeaderCreate(entered chan<- struct{}, joined <-chan struct{}, creates *atomic.Int32) servicedesk.Hooks {
+	return servicedesk.Hooks{CallStart: func(ctx context.Context, c servicedesk.CallInfo) context.Context {
+		if c.Method == "POST" && c.Path == createPath {
+			creates.Add(1)
+			if ctx.Value(leaderKey{}) != nil {
+				entered <- struct{}{}
+				select {
+				case <-joined:
+				case <-time.After(5 * time.Second):
+				}
+			}
+		}
+		return nil
+	}}
+}
+
+// TestEnsureFollowerCopyIsNotShared: the customer the leading call
+// returns to its own caller is that caller's to change, at once: those
+// waiting must not copy it meanwhile (a data race under -race), and get
+// a copy of their own.
+func TestEnsureFollowerCopyIsNotShared(t *testing.T) {
+	t.Parallel()
+	follower := newWaitingCtx(context.Background())
+	var creates atomic.Int32
+	entered := make(chan struct{}, 4)
+	_, c := lifeFake(t, nil, servicedesk.WithHooks(holdLeaderCreate(entered, follower.waiting, &creates)))
+	req := servicedesk.CreateCustomerRequest{Email: "fred@example.com", DisplayName: "Fred"}
+
+	leaderCtx := context.WithValue(context.Background(), leaderKey{}, true)
+	leaderDone := make(chan *servicedesk.Customer, 1)
+	go func() {
+		cust, _, err := c.Customers.Ensure(leaderCtx, "1", req)
+		assert.NoError(t, err)
+		cust.DisplayName = "changed by the leader's caller" // its own result
+		leaderDone <- cust
+	}()
+	receive(t, entered)
+	got, _, err := c.Customers.Ensure(follower, "1", req)
+	require.NoError(t, err)
+	mine := receive(t, leaderDone)
+	assert.Equal(t, int32(1), creates.Load(), "the follower joined the leader")
+	assert.NotSame(t, mine, got, "the follower's customer is a copy")
+}
+
+// TestEnsureCoalescesPerDesk: the same email ensured on two desks at
+// once is two ensures; the second call must not take the first's result
+// (the desk is part of what calls are coalesced on).
+func TestEnsureCoalescesPerDesk(t *testing.T) {
+	t.Parallel()
+	follower := newWaitingCtx(context.Background())
+	var creates atomic.Int32
+	entered := make(chan struct{}, 4)
+	srv, c := lifeFake(t, []servicedesktest.Option{servicedesktest.WithDesk(servicedesktest.Desk{ID: "2", ProjectKey: "TWO"})},
+		servicedesk.WithHooks(holdLeaderCreate(entered, follower.waiting, &creates)))
+	req := servicedesk.CreateCustomerRequest{Email: "fred@example.com", DisplayName: "Fred"}
+
+	leaderCtx := context.WithValue(context.Background(), leaderKey{}, true)
+	leaderErr := make(chan error, 1)
+	go func() {
+		_, _, err := c.Customers.Ensure(leaderCtx, "1", req)
+		leaderErr <- err
+	}()
+	receive(t, entered)
+	// The leader is released when the desk 2 call first looks at its
+	// context's Done: while (wrongly) waiting for the leader, or else in
+	// its own requests.
+	_, _, err := c.Customers.Ensure(follower, "2", req)
+	require.NoError(t, err)
+	require.NoError(t, receive(t, leaderErr))
+	assert.Equal(t, 1, onDesk(srv, "1", "fred@example.com"))
+	assert.Equal(t, 1, onDesk(srv, "2", "fred@example.com"), "the second desk's Ensure added the customer to it")
+}
+
+// TestEnsureFollowerTakesLeadersFailure: a follower takes the
+// leader's failure when the leader's context did not end, rather than
+// sending a Create of its own.
+func TestEnsureFollowerTakesLeadersFailure(t *testing.T) {
+	t.Parallel()
+	follower := newWaitingCtx(context.Background())
+	var creates atomic.Int32
+	entered := make(chan struct{}, 4)
+	srv := servicedesktest.NewServer(servicedesktest.WithUser(servicedesktest.User{Email: "agent@example.com", Role: servicedesktest.RoleAgent, APIToken: "at", Desks: []string{"1"}}))
+	t.Cleanup(srv.Close)
+	agent, err := servicedesk.NewClient(srv.URL, servicedesk.WithBasicAuth("agent@example.com", "at"),
+		servicedesk.WithHooks(holdLeaderCreate(entered, follower.waiting, &creates)))
+	require.NoError(t, err)
+	req := servicedesk.CreateCustomerRequest{Email: "fred@example.com", DisplayName: "Fred"}
+
+	leaderCtx := context.WithValue(context.Background(), leaderKey{}, true)
+	leaderErr := make(chan error, 1)
+	go func() {
+		_, _, err := agent.Customers.Ensure(leaderCtx, "1", req)
+		leaderErr <- err
+	}()
+	receive(t, entered)
+	_, _, err = agent.Customers.Ensure(follower, "1", req)
+	require.ErrorIs(t, err, servicedesk.ErrForbidden)
+	require.ErrorIs(t, receive(t, leaderErr), servicedesk.ErrForbidden)
+	assert.Equal(t, int32(1), creates.Load(), "one Create for both calls")
+}
+
+// TestEnsureWaiterErrorIsEnsureError: Ensure's error is an
+// *EnsureError, for a call whose context ends while it waits for another
+// (step "wait") as for the one it waited for (step "create").
+func TestEnsureWaiterErrorIsEnsureError(t *testing.T) {
+	t.Parallel()
+	parent, cancelWaiter := context.WithCancel(context.Background())
+	defer cancelWaiter()
+	follower := newWaitingCtx(parent)
+	var creates atomic.Int32
+	entered := make(chan struct{}, 4)
+	never := make(chan struct{})
+	_, c := lifeFake(t, nil, servicedesk.WithHooks(holdLeaderCreate(entered, never, &creates)))
+	req := servicedesk.CreateCustomerRequest{Email: "fred@example.com", DisplayName: "Fred"}
+
+	leaderCtx, cancelLeader := context.WithCancel(context.WithValue(context.Background(), leaderKey{}, true))
+	leaderErr := make(chan error, 1)
+	go func() {
+		_, _, err := c.Customers.Ensure(leaderCtx, "1", req)
+		leaderErr <- err
+	}()
+	receive(t, entered)
+	go func() {
+		<-follower.waiting // joined the leader
+		cancelWaiter()
+	}()
+	_, _, err := c.Customers.Ensure(follower, "1", req)
+	require.ErrorIs(t, err, context.Canceled)
+	cancelLeader()
+	close(never)
+	var ens *servicedesk.EnsureError
+	require.ErrorAs(t, receive(t, leaderErr), &ens, "the leader's cancellation is an *EnsureError")
+	require.ErrorAs(t, err, &ens, "the waiter's cancellation: %v", err)
+	assert.Equal(t, "wait", ens.Step)
+}
+
+// refuseCreate is a RateLimiter (a caller's own, as WithRateLimiter
+// allows) that refuses Create with an error of its own and lets the rest
+// through.
+type refuseCreate struct{}
+
+func (refuseCreate) Wait(_ context.Context, ep servicedesk.Endpoint, _ time.Duration) error {
+	if ep.Method == "POST" && ep.Path == createPath {
+		return errors.New("quota service unavailable")
+	}
+	return nil
+}
+func (refuseCreate) Done(servicedesk.Endpoint, servicedesk.Outcome) {}
+
+// TestEnsureCreateNeverSentIsNotUnsure: a Create that was never sent
+// (a caller's own limiter refused it with an error of its own) cannot
+// have run: Ensure takes the pipeline's word for it, and neither looks
+// for the account nor sends Create again.
+func TestEnsureCreateNeverSentIsNotUnsure(t *testing.T) {
+	t.Parallel()
+	srv, c := lifeFake(t, nil, servicedesk.WithRateLimiter(refuseCreate{}))
+	_, err := c.Customers.Create(context.Background(), servicedesk.CreateCustomerRequest{Email: "fred@example.com", DisplayName: "Fred"})
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "may have been created", "Create itself knows it never left")
+
+	_, _, err = c.Customers.Ensure(context.Background(), "1", servicedesk.CreateCustomerRequest{Email: "fred@example.com", DisplayName: "Fred"})
+	require.Error(t, err)
+	assert.Empty(t, calls(srv), "nothing was sent, so there is nothing to look for")
+	assert.NotContains(t, err.Error(), "looking for the account")
+}
+
+// TestFindByEmailRefusesAPageLargerThanAsked: the search is asked for 50
+// users a page; a page of more is a bad answer (ErrInvalidResponse), not
+// work without bound (50,000 matches took seconds to sort out, and named
+// each in the error).
+func TestFindByEmailRefusesAPageLargerThanAsked(t *testing.T) {
+	t.Parallel()
+	page := make([]map[string]any, 51)
+	for i := range page {
+		page[i] = map[string]any{"accountId": fmt.Sprintf("a-%d", i), "emailAddress": "fred@example.com"}
+	}
+	body, err := json.Marshal(page)
+	require.NoError(t, err)
+	c, w := mockClient(t, "https://your-domain.atlassian.net", []reply{{status: 200, body: string(body)}}, basicAuth())
+	_, err = c.Customers.FindByEmail(context.Background(), "fred@example.com")
+	require.ErrorIs(t, err, servicedesk.ErrInvalidResponse)
+	assert.Contains(t, err.Error(), "asked for 50 users, got 51")
+	assert.Contains(t, w.only(t).Query, "maxResults=50")
+}
+
+// TestAmbiguousEmailErrorNamesTenAccounts: the error's text names ten
+// accounts and counts the rest; Accounts has them all.
+func TestAmbiguousEmailErrorNamesTenAccounts(t *testing.T) {
+	t.Parallel()
+	amb := &servicedesk.AmbiguousEmailError{}
+	for i := range 25 {
+		amb.Accounts = append(amb.Accounts, servicedesk.Customer{AccountID: fmt.Sprintf("a-%d", i)})
+	}
+	msg := amb.Error()
+	assert.Contains(t, msg, "25 accounts have this email (a-0, a-1, a-2, a-3, a-4, a-5, a-6, a-7, a-8, a-9, and 15 more)")
+	assert.NotContains(t, msg, "a-10")
+
+	two := &servicedesk.AmbiguousEmailError{Accounts: amb.Accounts[:2]}
+	assert.Contains(t, two.Error(), "2 accounts have this email (a-0, a-1)")
 }
