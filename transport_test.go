@@ -241,7 +241,9 @@ func TestWithTimeoutBoundsEachAttempt(t *testing.T) {
 	require.NoError(t, err)
 	within(t, 10*time.Second, func() { err = addOne(c, context.Background()) })
 	require.NoError(t, err, "the retry succeeds")
-	assert.Equal(t, int32(2), n.Load())
+	// Two attempts, the hung one and its retry; on a machine loaded enough
+	// to keep a loopback 204 past half a second, one retry more.
+	assert.GreaterOrEqual(t, n.Load(), int32(2))
 
 	_, err = servicedesk.NewClient(srv.URL, servicedesk.WithTimeout(-time.Second))
 	require.ErrorIs(t, err, servicedesk.ErrInvalidInput)
