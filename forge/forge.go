@@ -122,6 +122,7 @@ const DefaultJWKSRefreshLimit = 30 * time.Second
 // WithJWKSURL sets where the keys are fetched from (default
 // [DefaultJWKSURL]): an https:// URL, or http:// to a loopback host (a
 // test's server, such as servicedesktest's [Server.ForgeJWKSURL]).
+// Redirects are followed only within its origin (scheme, host and port).
 //
 // [Server.ForgeJWKSURL]: https://pkg.go.dev/github.com/servicedesk-go/servicedesk/servicedesktest#Server.ForgeJWKSURL
 func WithJWKSURL(u string) VerifierOption {
@@ -221,7 +222,7 @@ func NewVerifier(appID string, opts ...VerifierOption) (*Verifier, error) {
 			return nil, err
 		}
 	}
-	keys := newKeySet(cfg.jwksURL, jwksClient(cfg.httpClient), cfg.refreshEvery)
+	keys := newKeySet(cfg.jwksURL, jwksClient(cfg.jwksURL, cfg.httpClient), cfg.refreshEvery)
 	kf, err := keyfunc.New(keyfunc.Options{
 		Storage: keys.storage(),
 		// A key the JWKS marks for encryption signs nothing; most JWKS

@@ -239,11 +239,11 @@ func fetchErrorText(err error) string {
 	return err.Error()
 }
 
-// jwksClient is the http.Client of the JWKS fetches: the user's Transport
-// and Timeout (or http.DefaultTransport), no cookie jar (nothing but a bare
-// GET goes to the JWKS), redirects only to https:// (or loopback), and the
-// answer's body bounded.
-func jwksClient(user *http.Client) *http.Client {
+// jwksClient is the http.Client of the JWKS fetches from jwksURL: the
+// user's Transport and Timeout (or http.DefaultTransport), no cookie jar
+// (nothing but a bare GET goes to the JWKS), redirects only within
+// jwksURL's origin, and the answer's body bounded.
+func jwksClient(jwksURL string, user *http.Client) *http.Client {
 	var rt http.RoundTripper = http.DefaultTransport
 	hc := &http.Client{}
 	if user != nil {
@@ -253,16 +253,34 @@ func jwksClient(user *http.Client) *http.Client {
 		hc.Timeout = user.Timeout
 	}
 	hc.Transport = boundedBody{rt}
+	pinned, _ := url.Parse(jwksURL) // checked by checkJWKSURL
 	hc.CheckRedirect = func(req *http.Request, via []*http.Request) error {
 		if len(via) >= 5 {
 			return errors.New("stopped after 5 redirects")
 		}
-		if req.URL.Scheme != "https" && !isLoopback(req.URL.Hostname()) {
-			return errors.New("refused a redirect to plain http://")
+		// The keys decide what is trusted: whoever answers another
+		// origin must not get to choose them.
+		if !sameOrigin(req.URL, pinned) {
+			return errors.New("refused a redirect to another origin than the JWKS URL's")
 		}
 		return nil
 	}
 	return hc
+}
+
+// sameOrigin reports whether a and b have the same scheme, host and port
+// (the scheme's default when none is given), case aside.
+func sameOrigin(a, b *url.URL) bool {
+	port := func(u *url.URL) string {
+		if p := u.Port(); p != "" {
+			return p
+		}
+		if strings.EqualFold(u.Scheme, "http") {
+			return "80"
+		}
+		return "443"
+	}
+	return strings.EqualFold(a.Scheme, b.Scheme) && strings.EqualFold(a.Hostname(), b.Hostname()) && port(a) == port(b)
 }
 
 // boundedBody cuts answers off at maxJWKSBytes: jwkset decodes the body
