@@ -176,6 +176,12 @@ func (k *keySet) fetch(ctx context.Context, kid string, done chan struct{}) {
 	var err error
 	defer func() {
 		cancel()
+		// The user's RoundTripper runs here, on a goroutine of ours: a
+		// panic would kill the process, not fail the invocation as it
+		// would on the request's goroutine. It fails this fetch instead.
+		if r := recover(); r != nil {
+			err = fmt.Errorf("the HTTP client panicked: %v", r)
+		}
 		k.mu.Lock()
 		k.lastErr = err
 		k.fetching = nil
