@@ -12,27 +12,27 @@ import (
 	"time"
 
 	"github.com/MicahParks/jwkset"
-	"golang.org/x/time/rate"
 )
 
-// The JWKS is read, parsed and stored by jwkset (under keyfunc), with its
-// refresh-on-unknown-kid. What this file adds, because jwkset does not do
+// The JWKS is read, parsed and stored by jwkset (under keyfunc): each
+// fetch is one jwkset.NewStorageFromHTTP, whose keys replace the last
+// ones when it succeeds. What this file adds, because jwkset does not do
 // it the way a Forge remote needs:
 //
-//   - No I/O before the first invocation: jwkset.NewStorageFromHTTP fetches
-//     as it is made, so it is made by the first fetch, not by NewVerifier.
+//   - No I/O before the first invocation: NewStorageFromHTTP fetches as
+//     it is made, so it is made by the first fetch, not by NewVerifier.
 //   - One fetch at a time, and callers that need the keys wait for it only
 //     as long as their own context allows. The fetch itself runs to its own
 //     bound (jwksFetchTimeout), so one impatient invocation does not waste
 //     it for the others.
-//   - A refresh limit that never makes a caller wait: jwkset's
-//     RefreshUnknownKID limiter blocks a reader until a token frees up
-//     (the same context then bounds the fetch), where an invocation should
-//     be refused at once and the next one tried later. jwkset is given an
-//     unlimited limiter, and the gate is here.
-//   - The error of a failed fetch, which jwkset hands only to a handler,
-//     kept to say why invocations are refused.
-//   - A bounded body, and no credentials (see jwksClient).
+//   - A refresh on an unknown kid, limited without making a caller wait:
+//     jwkset's own (RefreshUnknownKID) blocks a reader until its limiter
+//     allows, where an invocation should be refused at once and the next
+//     one tried later.
+//   - The error of a failed fetch, kept to say why invocations are refused;
+//     the keys fetched before it stay in use.
+//   - A bounded body, no credentials, and redirects only within the JWKS
+//     URL's origin (see jwksClient).
 
 // jwksFetchTimeout bounds one fetch of the JWKS.
 const jwksFetchTimeout = 10 * time.Second
@@ -46,16 +46,12 @@ type keySet struct {
 	client *http.Client
 	every  time.Duration // least time between two fetches after the first
 
-	mu        sync.Mutex
-	cached    jwkset.Storage // the keys fetched; reading it does no I/O
-	refresher jwkset.Storage // jwkset's client over cached: reading an unknown kid fetches again
-	fetching  chan struct{}  // closed when the fetch in flight ends
-	fetches   int            // fetches started
-	next      time.Time      // no fetch before this (after the first two)
-	lastErr   error          // why the last fetch failed; nil once one succeeds
-	// refreshErr is what jwkset's refresh handler was told during the
-	// fetch in flight.
-	refreshErr error
+	mu       sync.Mutex
+	cached   jwkset.Storage // the keys last fetched; reading it does no I/O
+	fetching chan struct{}  // closed when the fetch in flight ends
+	fetches  int            // fetches started
+	next     time.Time      // no fetch before this (after the first two)
+	lastErr  error          // why the last fetch failed; nil once one succeeds
 }
 
 func newKeySet(u string, client *http.Client, every time.Duration) *keySet {
@@ -103,7 +99,7 @@ func (k *keySet) key(ctx context.Context, kid string) (jwkset.JWK, error) {
 	if jwk, ok := k.lookup(ctx, kid); ok {
 		return jwk, nil
 	}
-	done, err := k.startFetch(ctx, kid)
+	done, err := k.startFetch(ctx)
 	if err != nil {
 		return jwkset.JWK{}, err
 	}
@@ -142,7 +138,7 @@ func (k *keySet) unavailable() error {
 
 // startFetch returns the fetch in flight, or starts one when the refresh
 // limit allows; else it refuses at once.
-func (k *keySet) startFetch(ctx context.Context, kid string) (<-chan struct{}, error) {
+func (k *keySet) startFetch(ctx context.Context) (<-chan struct{}, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.fetching != nil {
@@ -165,14 +161,15 @@ func (k *keySet) startFetch(ctx context.Context, kid string) (<-chan struct{}, e
 	}
 	done := make(chan struct{})
 	k.fetching = done
-	go k.fetch(context.WithoutCancel(ctx), kid, done)
+	go k.fetch(context.WithoutCancel(ctx), done)
 	return done, nil
 }
 
-// fetch fetches the JWKS: the first time by making jwkset's storage,
-// after that through its refresh on an unknown kid.
-func (k *keySet) fetch(ctx context.Context, kid string, done chan struct{}) {
+// fetch fetches the JWKS; the keys it reads replace those before, which
+// stay when it fails.
+func (k *keySet) fetch(ctx context.Context, done chan struct{}) {
 	ctx, cancel := context.WithTimeout(ctx, jwksFetchTimeout)
+	var fetched jwkset.Storage
 	var err error
 	defer func() {
 		cancel()
@@ -183,48 +180,19 @@ func (k *keySet) fetch(ctx context.Context, kid string, done chan struct{}) {
 			err = fmt.Errorf("the HTTP client panicked: %v", r)
 		}
 		k.mu.Lock()
+		if err == nil {
+			k.cached = fetched
+		}
 		k.lastErr = err
 		k.fetching = nil
 		k.mu.Unlock()
 		close(done)
 	}()
-	k.mu.Lock()
-	refresher := k.refresher
-	k.refreshErr = nil
-	k.mu.Unlock()
-	if refresher != nil {
-		_, _ = refresher.KeyRead(ctx, kid) // ErrKeyNotFound when the new set lacks it too
-		k.mu.Lock()
-		err = k.refreshErr
-		k.mu.Unlock()
-		return
-	}
-	var cached jwkset.Storage
-	cached, err = jwkset.NewStorageFromHTTP(k.url, jwkset.HTTPClientStorageOptions{
+	fetched, err = jwkset.NewStorageFromHTTP(k.url, jwkset.HTTPClientStorageOptions{
 		Client:      k.client,
-		Ctx:         ctx, // bounds this first fetch; no refresh goroutine is started
+		Ctx:         ctx, // no RefreshInterval: no goroutine outlives the fetch
 		HTTPTimeout: jwksFetchTimeout,
-		// A later refresh's error reaches only this handler: keep it.
-		RefreshErrorHandler: func(_ context.Context, e error) {
-			k.mu.Lock()
-			k.refreshErr = e
-			k.mu.Unlock()
-		},
 	})
-	if err != nil {
-		return
-	}
-	refresher, err = jwkset.NewHTTPClient(jwkset.HTTPClientOptions{
-		HTTPURLs:          map[string]jwkset.Storage{k.url: cached},
-		RefreshUnknownKID: rate.NewLimiter(rate.Inf, 1), // the limit is startFetch's
-		RateLimitWaitMax:  jwksFetchTimeout,
-	})
-	if err != nil {
-		return
-	}
-	k.mu.Lock()
-	k.cached, k.refresher = cached, refresher
-	k.mu.Unlock()
 }
 
 // fetchErrorText is a fetch's failure in few words: the status, a network

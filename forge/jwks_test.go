@@ -122,6 +122,26 @@ func TestJWKSDownThenUp(t *testing.T) {
 	}, 5*time.Second, 20*time.Millisecond)
 }
 
+// A refresh that fails leaves the keys fetched before in use, and says
+// why the unknown kid is refused.
+func TestJWKSFailedRefreshKeepsTheKeys(t *testing.T) {
+	t.Parallel()
+	a := newAtlassian(t)
+	v := a.verifier(t)
+	fit := a.sign(claims())
+	_, err := v.Verify(context.Background(), request(fit))
+	require.NoError(t, err)
+
+	a.fail(http.StatusBadGateway)
+	_, err = v.Verify(context.Background(), request(signWith(t, jwtRS256, "forge/key-2", testKey(t, 1), claims())))
+	require.ErrorIs(t, err, forge.ErrInvalidInvocation)
+	assert.Contains(t, err.Error(), "the JWKS could not be fetched: status 502")
+	require.Equal(t, int32(2), a.fetches.Load())
+
+	_, err = v.Verify(context.Background(), request(fit))
+	require.NoError(t, err, "the key fetched before the failed refresh")
+}
+
 // A JWKS that never answers holds an invocation only as long as its
 // context allows.
 func TestJWKSHangingIsBoundedByContext(t *testing.T) {
