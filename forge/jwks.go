@@ -24,7 +24,7 @@ import (
 //   - One fetch at a time, and callers that need the keys wait for it only
 //     as long as their own context allows. The fetch itself runs to its own
 //     bound (jwksFetchTimeout), so one impatient invocation does not waste
-//     it for the others.
+//     it for the others, and one that hangs does not block those after it.
 //   - A refresh on an unknown kid, limited without making a caller wait:
 //     jwkset's own (RefreshUnknownKID) blocks a reader until its limiter
 //     allows, where an invocation should be refused at once and the next
@@ -42,9 +42,10 @@ const maxJWKSBytes = 1 << 20
 
 // keySet is the JWKS of one Verifier.
 type keySet struct {
-	url    string
-	client *http.Client
-	every  time.Duration // least time between two fetches after the first
+	url     string
+	client  *http.Client
+	every   time.Duration // least time between two fetches after the first
+	timeout time.Duration // bounds one fetch: jwksFetchTimeout (tests shorten it)
 
 	mu       sync.Mutex
 	cached   jwkset.Storage // the keys last fetched; reading it does no I/O
@@ -55,7 +56,7 @@ type keySet struct {
 }
 
 func newKeySet(u string, client *http.Client, every time.Duration) *keySet {
-	return &keySet{url: u, client: client, every: every}
+	return &keySet{url: u, client: client, every: every, timeout: jwksFetchTimeout}
 }
 
 // keyStore is the jwkset.Storage that keyfunc reads keys from. keyfunc
@@ -168,7 +169,9 @@ func (k *keySet) startFetch(ctx context.Context) (<-chan struct{}, error) {
 // fetch fetches the JWKS; the keys it reads replace those before, which
 // stay when it fails.
 func (k *keySet) fetch(ctx context.Context, done chan struct{}) {
-	ctx, cancel := context.WithTimeout(ctx, jwksFetchTimeout)
+	// A fetch that hangs is given up, or it would hold k.fetching, and
+	// with it every later fetch, for good.
+	ctx, cancel := context.WithTimeout(ctx, k.timeout)
 	var fetched jwkset.Storage
 	var err error
 	defer func() {
@@ -191,7 +194,7 @@ func (k *keySet) fetch(ctx context.Context, done chan struct{}) {
 	fetched, err = jwkset.NewStorageFromHTTP(k.url, jwkset.HTTPClientStorageOptions{
 		Client:      k.client,
 		Ctx:         ctx, // no RefreshInterval: no goroutine outlives the fetch
-		HTTPTimeout: jwksFetchTimeout,
+		HTTPTimeout: k.timeout,
 	})
 }
 
