@@ -60,8 +60,9 @@ func newKeySet(u string, client *http.Client, every time.Duration) *keySet {
 }
 
 // keyStore is the jwkset.Storage that keyfunc reads keys from. keyfunc
-// calls KeyRead (and KeyReadAll for a token with no kid, which Verify
-// refuses before); the rest of the interface comes from an empty set.
+// calls KeyRead; the rest of the interface comes from an empty set, so
+// KeyReadAll, which keyfunc calls for a token with no kid (refused by
+// keyFor before), finds no key.
 type keyStore struct {
 	*jwkset.MemoryJWKSet
 	keys *keySet
@@ -73,16 +74,6 @@ func (k *keySet) storage() jwkset.Storage {
 
 func (s keyStore) KeyRead(ctx context.Context, kid string) (jwkset.JWK, error) {
 	return s.keys.key(ctx, kid)
-}
-
-func (s keyStore) KeyReadAll(ctx context.Context) ([]jwkset.JWK, error) {
-	s.keys.mu.Lock()
-	cached := s.keys.cached
-	s.keys.mu.Unlock()
-	if cached == nil {
-		return nil, nil
-	}
-	return cached.KeyReadAll(ctx)
 }
 
 // keyError is why no key could be had for a token.
