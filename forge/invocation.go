@@ -14,6 +14,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/servicedesk-go/servicedesk"
+	"github.com/servicedesk-go/servicedesk/internal/hosts"
 )
 
 // Invocation is what a verified FIT says about one call from Forge, and
@@ -246,8 +247,8 @@ func newInstallations(max int) *installations {
 }
 
 // limiter returns the installation's rate limiter, making it on first use:
-// paced from Jira Cloud's documented rates when the API base URL is
-// Atlassian's gateway.
+// paced from Jira Cloud's documented rates when the API base URL is Jira
+// Cloud's (Atlassian's gateway, as Forge's are), as NewClient decides.
 func (in *installations) limiter(id, apiBaseURL string) servicedesk.RateLimiter {
 	key := installKey{id, apiBaseURL}
 	in.mu.Lock()
@@ -258,7 +259,7 @@ func (in *installations) limiter(id, apiBaseURL string) servicedesk.RateLimiter 
 	}
 	cloud := false
 	if u, err := url.Parse(apiBaseURL); err == nil {
-		cloud = strings.EqualFold(u.Hostname(), "api.atlassian.com")
+		cloud = hosts.Cloud(u.Hostname())
 	}
 	inst := &installation{key: key, limiter: servicedesk.NewRateLimiter(servicedesk.RateLimiterConfig{Cloud: cloud})}
 	in.by[key] = in.lru.PushFront(inst)

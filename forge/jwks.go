@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -12,6 +11,8 @@ import (
 	"time"
 
 	"github.com/MicahParks/jwkset"
+
+	"github.com/servicedesk-go/servicedesk/internal/hosts"
 )
 
 // The JWKS is read, parsed and stored by jwkset (under keyfunc): each
@@ -270,19 +271,9 @@ func checkJWKSURL(raw string) error {
 	case err != nil || u.Host == "" || u.User != nil || u.Fragment != "":
 		return invalidInput("WithJWKSURL", "url", "is not an absolute URL without credentials")
 	case u.Scheme == "https":
-	case u.Scheme == "http" && isLoopback(u.Hostname()):
+	case u.Scheme == "http" && hosts.Loopback(u.Hostname()):
 	default:
 		return invalidInput("WithJWKSURL", "url", "must be https:// (or http:// to a loopback host): the keys decide what is trusted")
 	}
 	return nil
-}
-
-// isLoopback reports whether host names this machine: a loopback IP, or
-// "localhost".
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

@@ -15,6 +15,8 @@ import (
 
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/servicedesk-go/servicedesk/internal/hosts"
 )
 
 // fitClaims are the claims of a FIT that Verify reads.
@@ -254,7 +256,7 @@ func (v *Verifier) apiBaseURL(raw string) (string, error) {
 	}
 	switch {
 	case u.Scheme == "https":
-	case u.Scheme == "http" && v.loopback && isLoopback(u.Hostname()):
+	case u.Scheme == "http" && v.loopback && hosts.Loopback(u.Hostname()):
 	default:
 		return "", refuse("the token's app.apiBaseUrl is not https:// (plain http:// to loopback needs WithLoopbackAPIBaseURL)")
 	}
