@@ -48,6 +48,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/servicedesk-go/servicedesk"
+	"github.com/servicedesk-go/servicedesk/internal/inputerr"
 )
 
 // DefaultJWKSURL is where Atlassian publishes the keys that sign FITs.
@@ -324,15 +325,8 @@ func (e *invocationError) Unwrap() []error {
 	return []error{ErrInvalidInvocation, e.cause}
 }
 
-// inputError is input refused before anything is done with it.
-type inputError struct{ where, field, reason string }
-
+// invalidInput is input refused before anything is done with it: it wraps
+// servicedesk.ErrInvalidInput and names where it came from and the field.
 func invalidInput(where, field, reason string) error {
-	return &inputError{where: where, field: field, reason: reason}
+	return &inputerr.Error{Prefix: "forge", Where: where, Field: field, Reason: reason, Kind: servicedesk.ErrInvalidInput}
 }
-
-func (e *inputError) Error() string {
-	return "forge: invalid input: " + e.where + ": " + e.field + " " + e.reason
-}
-
-func (e *inputError) Unwrap() error { return servicedesk.ErrInvalidInput }
