@@ -39,7 +39,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"regexp"
 	"strings"
 	"time"
 
@@ -48,6 +47,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/servicedesk-go/servicedesk"
+	"github.com/servicedesk-go/servicedesk/internal/forgeapp"
 	"github.com/servicedesk-go/servicedesk/internal/inputerr"
 )
 
@@ -69,8 +69,7 @@ const (
 const ClockSkew = 60 * time.Second
 
 const (
-	fitIssuer    = "forge/invocation-token"
-	appARIPrefix = "ari:cloud:ecosystem::app/"
+	fitIssuer = "forge/invocation-token"
 
 	headerSystemToken = "X-Forge-Oauth-System"
 	headerUserToken   = "X-Forge-Oauth-User"
@@ -258,17 +257,14 @@ func NewVerifier(appID string, opts ...VerifierOption) (*Verifier, error) {
 	return v, nil
 }
 
-var uuidPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-
 // appARI expands a bare uuid to the app's ARI, and checks either form.
 func appARI(appID string) (string, error) {
-	id := strings.TrimSpace(appID)
-	uuid := strings.TrimPrefix(id, appARIPrefix)
-	if !uuidPattern.MatchString(uuid) {
+	ari, ok := forgeapp.ARI(appID)
+	if !ok {
 		return "", invalidInput("NewVerifier", "appID",
 			`must be the app's ARI ("ari:cloud:ecosystem::app/<uuid>", app.id in manifest.yml) or its uuid`)
 	}
-	return appARIPrefix + strings.ToLower(uuid), nil
+	return ari, nil
 }
 
 // Middleware answers 401 to requests that do not verify (the body says
