@@ -197,9 +197,9 @@ func (v *Verifier) invocation(c *fitClaims) (*Invocation, error) {
 	case c.App.ID != v.appID:
 		return nil, refuse("the token's app.id is not its aud")
 	}
+	var icLabel string // "" when absent or null
 	if len(c.ICLabel) > 0 && string(c.ICLabel) != "null" {
-		var label string
-		if err := json.Unmarshal(c.ICLabel, &label); err != nil || !v.isolated[label] {
+		if err := json.Unmarshal(c.ICLabel, &icLabel); err != nil || !v.isolated[icLabel] {
 			return nil, refuse("the token comes from an Isolated Cloud (icLabel) this Verifier does not accept (see WithIsolatedCloud)")
 		}
 	}
@@ -226,10 +226,8 @@ func (v *Verifier) invocation(c *fitClaims) (*Invocation, error) {
 		Principal:       c.Principal,
 		ModuleKey:       c.App.Module.Key,
 		Expires:         c.ExpiresAt.Time,
+		ICLabel:         icLabel,
 		v:               v,
-	}
-	if len(c.ICLabel) > 0 {
-		_ = json.Unmarshal(c.ICLabel, &inv.ICLabel)
 	}
 	if c.Context != nil {
 		inv.CloudID, inv.SiteURL = c.Context.CloudID, c.Context.SiteURL

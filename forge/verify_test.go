@@ -264,6 +264,13 @@ func TestVerifyOptIns(t *testing.T) {
 	assert.Equal(t, "acme-ic", inv.ICLabel)
 	_, err = a.verifier(t, forge.WithIsolatedCloud("other-ic")).Verify(context.Background(), request(a.sign(c)))
 	require.ErrorIs(t, err, forge.ErrInvalidInvocation)
+	c["icLabel"] = nil // null: Atlassian's commercial cloud, as when absent
+	inv, err = a.verifier(t).Verify(context.Background(), request(a.sign(c)))
+	require.NoError(t, err)
+	assert.Empty(t, inv.ICLabel)
+	c["icLabel"] = 7
+	_, err = a.verifier(t, forge.WithIsolatedCloud("7")).Verify(context.Background(), request(a.sign(c)))
+	require.ErrorIs(t, err, forge.ErrInvalidInvocation, "an icLabel that is not a string")
 }
 
 // Clock skew of up to a minute either way is forgiven.
