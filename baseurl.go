@@ -2,27 +2,17 @@ package servicedesk
 
 import (
 	"fmt"
-	"net"
 	"net/url"
 	"strings"
+
+	"github.com/servicedesk-go/servicedesk/internal/hosts"
 )
 
 // isCloud reports whether host is Jira Cloud: a site, or the OAuth gateway.
-func isCloud(host string) bool {
-	host = strings.ToLower(host)
-	return strings.HasSuffix(host, ".atlassian.net") || host == "api.atlassian.com" || strings.HasSuffix(host, ".jira.com")
-}
+func isCloud(host string) bool { return hosts.Cloud(host) }
 
-// isLoopback reports whether host names this machine: a loopback IP, or
-// "localhost" (which the hosts file maps). Names below .localhost are not
-// exempt: Go resolves them through DNS, which anyone on the path can answer.
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
+// isLoopback reports whether host names this machine (see hosts.Loopback).
+func isLoopback(host string) bool { return hosts.Loopback(host) }
 
 func parseBaseURL(raw string) (*url.URL, error) {
 	u, err := url.Parse(strings.TrimSpace(raw))

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/servicedesk-go/servicedesk/internal/inputerr"
 )
 
 // Defaults of the retry policy; see [WithMaxRetries] and [WithRetryWait].
@@ -362,15 +364,5 @@ func WithUserAgent(ua string) Option {
 // invalidInput reports input rejected before any request: it wraps
 // ErrInvalidInput and names where it came from and the field.
 func invalidInput(where, field, reason string) error {
-	return &inputError{where: where, field: field, reason: reason}
+	return &inputerr.Error{Prefix: "servicedesk", Where: where, Field: field, Reason: reason, Kind: ErrInvalidInput}
 }
-
-type inputError struct {
-	where, field, reason string
-}
-
-func (e *inputError) Error() string {
-	return "servicedesk: invalid input: " + e.where + ": " + e.field + " " + e.reason
-}
-
-func (e *inputError) Unwrap() error { return ErrInvalidInput }

@@ -39,7 +39,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"regexp"
 	"strings"
 	"time"
 
@@ -48,6 +47,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/servicedesk-go/servicedesk"
+	"github.com/servicedesk-go/servicedesk/internal/forgeapp"
+	"github.com/servicedesk-go/servicedesk/internal/inputerr"
 )
 
 // DefaultJWKSURL is where Atlassian publishes the keys that sign FITs.
@@ -68,8 +69,7 @@ const (
 const ClockSkew = 60 * time.Second
 
 const (
-	fitIssuer    = "forge/invocation-token"
-	appARIPrefix = "ari:cloud:ecosystem::app/"
+	fitIssuer = "forge/invocation-token"
 
 	headerSystemToken = "X-Forge-Oauth-System"
 	headerUserToken   = "X-Forge-Oauth-User"
@@ -122,6 +122,7 @@ const DefaultJWKSRefreshLimit = 30 * time.Second
 // WithJWKSURL sets where the keys are fetched from (default
 // [DefaultJWKSURL]): an https:// URL, or http:// to a loopback host (a
 // test's server, such as servicedesktest's [Server.ForgeJWKSURL]).
+// Redirects are followed only within its origin (scheme, host and port).
 //
 // [Server.ForgeJWKSURL]: https://pkg.go.dev/github.com/servicedesk-go/servicedesk/servicedesktest#Server.ForgeJWKSURL
 func WithJWKSURL(u string) VerifierOption {
@@ -221,7 +222,7 @@ func NewVerifier(appID string, opts ...VerifierOption) (*Verifier, error) {
 			return nil, err
 		}
 	}
-	keys := newKeySet(cfg.jwksURL, jwksClient(cfg.httpClient), cfg.refreshEvery)
+	keys := newKeySet(cfg.jwksURL, jwksClient(cfg.jwksURL, cfg.httpClient), cfg.refreshEvery)
 	kf, err := keyfunc.New(keyfunc.Options{
 		Storage: keys.storage(),
 		// A key the JWKS marks for encryption signs nothing; most JWKS
@@ -256,17 +257,14 @@ func NewVerifier(appID string, opts ...VerifierOption) (*Verifier, error) {
 	return v, nil
 }
 
-var uuidPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-
 // appARI expands a bare uuid to the app's ARI, and checks either form.
 func appARI(appID string) (string, error) {
-	id := strings.TrimSpace(appID)
-	uuid := strings.TrimPrefix(id, appARIPrefix)
-	if !uuidPattern.MatchString(uuid) {
+	ari, ok := forgeapp.ARI(appID)
+	if !ok {
 		return "", invalidInput("NewVerifier", "appID",
 			`must be the app's ARI ("ari:cloud:ecosystem::app/<uuid>", app.id in manifest.yml) or its uuid`)
 	}
-	return appARIPrefix + strings.ToLower(uuid), nil
+	return ari, nil
 }
 
 // Middleware answers 401 to requests that do not verify (the body says
@@ -323,15 +321,8 @@ func (e *invocationError) Unwrap() []error {
 	return []error{ErrInvalidInvocation, e.cause}
 }
 
-// inputError is input refused before anything is done with it.
-type inputError struct{ where, field, reason string }
-
+// invalidInput is input refused before anything is done with it: it wraps
+// servicedesk.ErrInvalidInput and names where it came from and the field.
 func invalidInput(where, field, reason string) error {
-	return &inputError{where: where, field: field, reason: reason}
+	return &inputerr.Error{Prefix: "forge", Where: where, Field: field, Reason: reason, Kind: servicedesk.ErrInvalidInput}
 }
-
-func (e *inputError) Error() string {
-	return "forge: invalid input: " + e.where + ": " + e.field + " " + e.reason
-}
-
-func (e *inputError) Unwrap() error { return servicedesk.ErrInvalidInput }

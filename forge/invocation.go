@@ -14,6 +14,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/servicedesk-go/servicedesk"
+	"github.com/servicedesk-go/servicedesk/internal/hosts"
 )
 
 // Invocation is what a verified FIT says about one call from Forge, and
@@ -100,8 +101,10 @@ func (a Actor) String() string {
 // with opts after the client's own. It fails, with an error wrapping
 // [servicedesk.ErrInvalidInput] that names the manifest setting, when the
 // invocation carried no token for that actor. Once the token has expired
-// (its exp), calls fail before sending, with an error that says so: make
-// a Client per invocation, from that invocation's tokens.
+// (its exp), calls fail before sending, with an error that says so and
+// wraps [servicedesk.ErrUnauthorized], as the 401 the API would answer
+// does (errors.Is tells it apart from other failures, so that a long job
+// can stop): make a Client per invocation, from that invocation's tokens.
 //
 // Clients made for the same installation through the same [Verifier]
 // share one rate limiter (the app's quota and Jira's burst limits count
@@ -143,11 +146,25 @@ type tokenSource struct {
 
 func (s tokenSource) Token() (*oauth2.Token, error) {
 	if !s.expires.IsZero() && !time.Now().Before(s.expires) {
-		return nil, fmt.Errorf("forge: the %s expired at %s: Forge sends short-lived tokens afresh with each invocation; make the Client from a newer one",
-			s.who, s.expires.UTC().Format(time.RFC3339))
+		return nil, &expiredError{who: s.who, at: s.expires}
 	}
 	return &oauth2.Token{AccessToken: s.tok(), TokenType: "Bearer", Expiry: s.expires}, nil
 }
+
+// expiredError is a forwarded token past its exp. It wraps
+// servicedesk.ErrUnauthorized: the API would answer it 401, and callers
+// match that one sentinel whichever side refused the token.
+type expiredError struct {
+	who string
+	at  time.Time
+}
+
+func (e *expiredError) Error() string {
+	return fmt.Sprintf("forge: the %s expired at %s: Forge sends short-lived tokens afresh with each invocation; make the Client from a newer one",
+		e.who, e.at.UTC().Format(time.RFC3339))
+}
+
+func (e *expiredError) Unwrap() error { return servicedesk.ErrUnauthorized }
 
 // String describes the invocation without its tokens.
 func (inv Invocation) String() string {
@@ -230,8 +247,8 @@ func newInstallations(max int) *installations {
 }
 
 // limiter returns the installation's rate limiter, making it on first use:
-// paced from Jira Cloud's documented rates when the API base URL is
-// Atlassian's gateway.
+// paced from Jira Cloud's documented rates when the API base URL is Jira
+// Cloud's (Atlassian's gateway, as Forge's are), as NewClient decides.
 func (in *installations) limiter(id, apiBaseURL string) servicedesk.RateLimiter {
 	key := installKey{id, apiBaseURL}
 	in.mu.Lock()
@@ -242,7 +259,7 @@ func (in *installations) limiter(id, apiBaseURL string) servicedesk.RateLimiter 
 	}
 	cloud := false
 	if u, err := url.Parse(apiBaseURL); err == nil {
-		cloud = strings.EqualFold(u.Hostname(), "api.atlassian.com")
+		cloud = hosts.Cloud(u.Hostname())
 	}
 	inst := &installation{key: key, limiter: servicedesk.NewRateLimiter(servicedesk.RateLimiterConfig{Cloud: cloud})}
 	in.by[key] = in.lru.PushFront(inst)

@@ -132,7 +132,8 @@ func TestClientWithoutTheTokenNamesTheManifestSetting(t *testing.T) {
 }
 
 // An expired token is refused before anything is sent, with an error that
-// says so; the gateway too answers an expired token 401.
+// says so and wraps servicedesk.ErrUnauthorized; the gateway too answers
+// an expired token 401.
 func TestClientWithAnExpiredToken(t *testing.T) {
 	t.Parallel()
 	site := newForgeSite(t)
@@ -147,7 +148,7 @@ func TestClientWithAnExpiredToken(t *testing.T) {
 	client, err := inv.Client(forge.AsApp)
 	require.NoError(t, err)
 	_, err = client.Customers.List(context.Background(), "HELP", nil)
-	require.Error(t, err)
+	require.ErrorIs(t, err, servicedesk.ErrUnauthorized, "as the gateway's 401 would: a caller can tell it apart")
 	assert.Contains(t, err.Error(), "app system token expired at")
 	assert.NotContains(t, err.Error(), expired)
 	assert.Empty(t, site.srv.Requests(), "nothing was sent")

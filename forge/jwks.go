@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -12,27 +11,29 @@ import (
 	"time"
 
 	"github.com/MicahParks/jwkset"
-	"golang.org/x/time/rate"
+
+	"github.com/servicedesk-go/servicedesk/internal/hosts"
 )
 
-// The JWKS is read, parsed and stored by jwkset (under keyfunc), with its
-// refresh-on-unknown-kid. What this file adds, because jwkset does not do
+// The JWKS is read, parsed and stored by jwkset (under keyfunc): each
+// fetch is one jwkset.NewStorageFromHTTP, whose keys replace the last
+// ones when it succeeds. What this file adds, because jwkset does not do
 // it the way a Forge remote needs:
 //
-//   - No I/O before the first invocation: jwkset.NewStorageFromHTTP fetches
-//     as it is made, so it is made by the first fetch, not by NewVerifier.
+//   - No I/O before the first invocation: NewStorageFromHTTP fetches as
+//     it is made, so it is made by the first fetch, not by NewVerifier.
 //   - One fetch at a time, and callers that need the keys wait for it only
 //     as long as their own context allows. The fetch itself runs to its own
 //     bound (jwksFetchTimeout), so one impatient invocation does not waste
-//     it for the others.
-//   - A refresh limit that never makes a caller wait: jwkset's
-//     RefreshUnknownKID limiter blocks a reader until a token frees up
-//     (the same context then bounds the fetch), where an invocation should
-//     be refused at once and the next one tried later. jwkset is given an
-//     unlimited limiter, and the gate is here.
-//   - The error of a failed fetch, which jwkset hands only to a handler,
-//     kept to say why invocations are refused.
-//   - A bounded body, and no credentials (see jwksClient).
+//     it for the others, and one that hangs does not block those after it.
+//   - A refresh on an unknown kid, limited without making a caller wait:
+//     jwkset's own (RefreshUnknownKID) blocks a reader until its limiter
+//     allows, where an invocation should be refused at once and the next
+//     one tried later.
+//   - The error of a failed fetch, kept to say why invocations are refused;
+//     the keys fetched before it stay in use.
+//   - A bounded body, no credentials, and redirects only within the JWKS
+//     URL's origin (see jwksClient).
 
 // jwksFetchTimeout bounds one fetch of the JWKS.
 const jwksFetchTimeout = 10 * time.Second
@@ -42,29 +43,27 @@ const maxJWKSBytes = 1 << 20
 
 // keySet is the JWKS of one Verifier.
 type keySet struct {
-	url    string
-	client *http.Client
-	every  time.Duration // least time between two fetches after the first
+	url     string
+	client  *http.Client
+	every   time.Duration // least time between two fetches after the first
+	timeout time.Duration // bounds one fetch: jwksFetchTimeout (tests shorten it)
 
-	mu        sync.Mutex
-	cached    jwkset.Storage // the keys fetched; reading it does no I/O
-	refresher jwkset.Storage // jwkset's client over cached: reading an unknown kid fetches again
-	fetching  chan struct{}  // closed when the fetch in flight ends
-	fetches   int            // fetches started
-	next      time.Time      // no fetch before this (after the first two)
-	lastErr   error          // why the last fetch failed; nil once one succeeds
-	// refreshErr is what jwkset's refresh handler was told during the
-	// fetch in flight.
-	refreshErr error
+	mu       sync.Mutex
+	cached   jwkset.Storage // the keys last fetched; reading it does no I/O
+	fetching chan struct{}  // closed when the fetch in flight ends
+	fetches  int            // fetches started
+	next     time.Time      // no fetch before this (after the first two)
+	lastErr  error          // why the last fetch failed; nil once one succeeds
 }
 
 func newKeySet(u string, client *http.Client, every time.Duration) *keySet {
-	return &keySet{url: u, client: client, every: every}
+	return &keySet{url: u, client: client, every: every, timeout: jwksFetchTimeout}
 }
 
 // keyStore is the jwkset.Storage that keyfunc reads keys from. keyfunc
-// calls KeyRead (and KeyReadAll for a token with no kid, which Verify
-// refuses before); the rest of the interface comes from an empty set.
+// calls KeyRead; the rest of the interface comes from an empty set, so
+// KeyReadAll, which keyfunc calls for a token with no kid (refused by
+// keyFor before), finds no key.
 type keyStore struct {
 	*jwkset.MemoryJWKSet
 	keys *keySet
@@ -76,16 +75,6 @@ func (k *keySet) storage() jwkset.Storage {
 
 func (s keyStore) KeyRead(ctx context.Context, kid string) (jwkset.JWK, error) {
 	return s.keys.key(ctx, kid)
-}
-
-func (s keyStore) KeyReadAll(ctx context.Context) ([]jwkset.JWK, error) {
-	s.keys.mu.Lock()
-	cached := s.keys.cached
-	s.keys.mu.Unlock()
-	if cached == nil {
-		return nil, nil
-	}
-	return cached.KeyReadAll(ctx)
 }
 
 // keyError is why no key could be had for a token.
@@ -103,7 +92,7 @@ func (k *keySet) key(ctx context.Context, kid string) (jwkset.JWK, error) {
 	if jwk, ok := k.lookup(ctx, kid); ok {
 		return jwk, nil
 	}
-	done, err := k.startFetch(ctx, kid)
+	done, err := k.startFetch(ctx)
 	if err != nil {
 		return jwkset.JWK{}, err
 	}
@@ -142,7 +131,7 @@ func (k *keySet) unavailable() error {
 
 // startFetch returns the fetch in flight, or starts one when the refresh
 // limit allows; else it refuses at once.
-func (k *keySet) startFetch(ctx context.Context, kid string) (<-chan struct{}, error) {
+func (k *keySet) startFetch(ctx context.Context) (<-chan struct{}, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.fetching != nil {
@@ -165,60 +154,40 @@ func (k *keySet) startFetch(ctx context.Context, kid string) (<-chan struct{}, e
 	}
 	done := make(chan struct{})
 	k.fetching = done
-	go k.fetch(context.WithoutCancel(ctx), kid, done)
+	go k.fetch(context.WithoutCancel(ctx), done)
 	return done, nil
 }
 
-// fetch fetches the JWKS: the first time by making jwkset's storage,
-// after that through its refresh on an unknown kid.
-func (k *keySet) fetch(ctx context.Context, kid string, done chan struct{}) {
-	ctx, cancel := context.WithTimeout(ctx, jwksFetchTimeout)
+// fetch fetches the JWKS; the keys it reads replace those before, which
+// stay when it fails.
+func (k *keySet) fetch(ctx context.Context, done chan struct{}) {
+	// A fetch that hangs is given up, or it would hold k.fetching, and
+	// with it every later fetch, for good.
+	ctx, cancel := context.WithTimeout(ctx, k.timeout)
+	var fetched jwkset.Storage
 	var err error
 	defer func() {
 		cancel()
+		// The user's RoundTripper runs here, on a goroutine of ours: a
+		// panic would kill the process, not fail the invocation as it
+		// would on the request's goroutine. It fails this fetch instead.
+		if r := recover(); r != nil {
+			err = fmt.Errorf("the HTTP client panicked: %v", r)
+		}
 		k.mu.Lock()
+		if err == nil {
+			k.cached = fetched
+		}
 		k.lastErr = err
 		k.fetching = nil
 		k.mu.Unlock()
 		close(done)
 	}()
-	k.mu.Lock()
-	refresher := k.refresher
-	k.refreshErr = nil
-	k.mu.Unlock()
-	if refresher != nil {
-		_, _ = refresher.KeyRead(ctx, kid) // ErrKeyNotFound when the new set lacks it too
-		k.mu.Lock()
-		err = k.refreshErr
-		k.mu.Unlock()
-		return
-	}
-	var cached jwkset.Storage
-	cached, err = jwkset.NewStorageFromHTTP(k.url, jwkset.HTTPClientStorageOptions{
+	fetched, err = jwkset.NewStorageFromHTTP(k.url, jwkset.HTTPClientStorageOptions{
 		Client:      k.client,
-		Ctx:         ctx, // bounds this first fetch; no refresh goroutine is started
-		HTTPTimeout: jwksFetchTimeout,
-		// A later refresh's error reaches only this handler: keep it.
-		RefreshErrorHandler: func(_ context.Context, e error) {
-			k.mu.Lock()
-			k.refreshErr = e
-			k.mu.Unlock()
-		},
+		Ctx:         ctx, // no RefreshInterval: no goroutine outlives the fetch
+		HTTPTimeout: k.timeout,
 	})
-	if err != nil {
-		return
-	}
-	refresher, err = jwkset.NewHTTPClient(jwkset.HTTPClientOptions{
-		HTTPURLs:          map[string]jwkset.Storage{k.url: cached},
-		RefreshUnknownKID: rate.NewLimiter(rate.Inf, 1), // the limit is startFetch's
-		RateLimitWaitMax:  jwksFetchTimeout,
-	})
-	if err != nil {
-		return
-	}
-	k.mu.Lock()
-	k.cached, k.refresher = cached, refresher
-	k.mu.Unlock()
 }
 
 // fetchErrorText is a fetch's failure in few words: the status, a network
@@ -239,11 +208,11 @@ func fetchErrorText(err error) string {
 	return err.Error()
 }
 
-// jwksClient is the http.Client of the JWKS fetches: the user's Transport
-// and Timeout (or http.DefaultTransport), no cookie jar (nothing but a bare
-// GET goes to the JWKS), redirects only to https:// (or loopback), and the
-// answer's body bounded.
-func jwksClient(user *http.Client) *http.Client {
+// jwksClient is the http.Client of the JWKS fetches from jwksURL: the
+// user's Transport and Timeout (or http.DefaultTransport), no cookie jar
+// (nothing but a bare GET goes to the JWKS), redirects only within
+// jwksURL's origin, and the answer's body bounded.
+func jwksClient(jwksURL string, user *http.Client) *http.Client {
 	var rt http.RoundTripper = http.DefaultTransport
 	hc := &http.Client{}
 	if user != nil {
@@ -253,16 +222,34 @@ func jwksClient(user *http.Client) *http.Client {
 		hc.Timeout = user.Timeout
 	}
 	hc.Transport = boundedBody{rt}
+	pinned, _ := url.Parse(jwksURL) // checked by checkJWKSURL
 	hc.CheckRedirect = func(req *http.Request, via []*http.Request) error {
 		if len(via) >= 5 {
 			return errors.New("stopped after 5 redirects")
 		}
-		if req.URL.Scheme != "https" && !isLoopback(req.URL.Hostname()) {
-			return errors.New("refused a redirect to plain http://")
+		// The keys decide what is trusted: whoever answers another
+		// origin must not get to choose them.
+		if !sameOrigin(req.URL, pinned) {
+			return errors.New("refused a redirect to another origin than the JWKS URL's")
 		}
 		return nil
 	}
 	return hc
+}
+
+// sameOrigin reports whether a and b have the same scheme, host and port
+// (the scheme's default when none is given), case aside.
+func sameOrigin(a, b *url.URL) bool {
+	port := func(u *url.URL) string {
+		if p := u.Port(); p != "" {
+			return p
+		}
+		if strings.EqualFold(u.Scheme, "http") {
+			return "80"
+		}
+		return "443"
+	}
+	return strings.EqualFold(a.Scheme, b.Scheme) && strings.EqualFold(a.Hostname(), b.Hostname()) && port(a) == port(b)
 }
 
 // boundedBody cuts answers off at maxJWKSBytes: jwkset decodes the body
@@ -284,19 +271,9 @@ func checkJWKSURL(raw string) error {
 	case err != nil || u.Host == "" || u.User != nil || u.Fragment != "":
 		return invalidInput("WithJWKSURL", "url", "is not an absolute URL without credentials")
 	case u.Scheme == "https":
-	case u.Scheme == "http" && isLoopback(u.Hostname()):
+	case u.Scheme == "http" && hosts.Loopback(u.Hostname()):
 	default:
 		return invalidInput("WithJWKSURL", "url", "must be https:// (or http:// to a loopback host): the keys decide what is trusted")
 	}
 	return nil
-}
-
-// isLoopback reports whether host names this machine: a loopback IP, or
-// "localhost".
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

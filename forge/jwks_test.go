@@ -3,8 +3,10 @@ package forge_test
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -120,6 +122,26 @@ func TestJWKSDownThenUp(t *testing.T) {
 	}, 5*time.Second, 20*time.Millisecond)
 }
 
+// A refresh that fails leaves the keys fetched before in use, and says
+// why the unknown kid is refused.
+func TestJWKSFailedRefreshKeepsTheKeys(t *testing.T) {
+	t.Parallel()
+	a := newAtlassian(t)
+	v := a.verifier(t)
+	fit := a.sign(claims())
+	_, err := v.Verify(context.Background(), request(fit))
+	require.NoError(t, err)
+
+	a.fail(http.StatusBadGateway)
+	_, err = v.Verify(context.Background(), request(signWith(t, jwtRS256, "forge/key-2", testKey(t, 1), claims())))
+	require.ErrorIs(t, err, forge.ErrInvalidInvocation)
+	assert.Contains(t, err.Error(), "the JWKS could not be fetched: status 502")
+	require.Equal(t, int32(2), a.fetches.Load())
+
+	_, err = v.Verify(context.Background(), request(fit))
+	require.NoError(t, err, "the key fetched before the failed refresh")
+}
+
 // A JWKS that never answers holds an invocation only as long as its
 // context allows.
 func TestJWKSHangingIsBoundedByContext(t *testing.T) {
@@ -189,4 +211,55 @@ func TestJWKSBodyIsBounded(t *testing.T) {
 	assert.Contains(t, err.Error(), "larger than 1048576 bytes")
 	var maxErr *http.MaxBytesError
 	assert.True(t, errors.As(err, &maxErr))
+}
+
+// The keys decide what is trusted, and WithJWKSURL says where they come
+// from: a redirect from that URL to another origin must not be followed,
+// or whoever answers the other origin chooses the keys.
+func TestJWKSRedirectToAnotherOriginIsRefused(t *testing.T) {
+	t.Parallel()
+	// Another origin that publishes its own key under the kid Atlassian uses.
+	other := newAtlassian(t)
+	other.mu.Lock()
+	other.signer = keyPair{kid: "forge/key-1", priv: testKey(t, 2)}
+	other.keys = []keyPair{other.signer}
+	other.mu.Unlock()
+
+	// The configured JWKS URL answers with a redirect to it.
+	configured := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.jwksURL(), http.StatusFound)
+	}))
+	t.Cleanup(configured.Close)
+
+	v, err := forge.NewVerifier(testAppARI, forge.WithJWKSURL(configured.URL+"/.well-known/jwks.json"))
+	require.NoError(t, err)
+	forged := other.sign(claims()) // signed with the other origin's key
+	inv, err := v.Verify(context.Background(), request(forged))
+	require.ErrorIs(t, err, forge.ErrInvalidInvocation,
+		"a FIT signed with keys from %s was accepted: %v", other.srv.URL, inv)
+	assert.Contains(t, err.Error(), "another origin")
+	require.Zero(t, other.fetches.Load(), "the other origin was asked for the keys")
+}
+
+// A redirect within the JWKS URL's origin (host spelled in another case)
+// is followed.
+func TestJWKSRedirectWithinTheOriginIsFollowed(t *testing.T) {
+	t.Parallel()
+	a := newAtlassian(t)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/old/jwks.json", func(w http.ResponseWriter, r *http.Request) {
+		_, port, _ := net.SplitHostPort(r.Host)
+		http.Redirect(w, r, "http://LOCALHOST:"+port+"/new/jwks.json", http.StatusMovedPermanently)
+	})
+	mux.HandleFunc("/new/jwks.json", a.serveJWKS)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	u, err := url.Parse(srv.URL)
+	require.NoError(t, err)
+
+	v, err := forge.NewVerifier(testAppARI, forge.WithJWKSURL("http://localhost:"+u.Port()+"/old/jwks.json"))
+	require.NoError(t, err)
+	_, err = v.Verify(context.Background(), request(a.sign(claims())))
+	require.NoError(t, err)
+	assert.Equal(t, int32(1), a.fetches.Load())
 }

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -57,4 +59,37 @@ func TestMiddleware(t *testing.T) {
 
 	_, ok := forge.FromContext(context.Background())
 	assert.False(t, ok)
+}
+
+// The JWKS fetch runs the user's RoundTripper (WithHTTPClient) on a
+// goroutine the Verifier starts: a panic there would not reach the
+// request's goroutine, where net/http's server recovers it and fails one
+// request; it would kill the whole backend. It fails the invocation that
+// waits for the fetch instead. The backend runs in a child process, which
+// the panic kills when it is not recovered.
+func TestPanickingJWKSTransportDoesNotKillTheProcess(t *testing.T) {
+	if os.Getenv("FORGE_TEST_PANICKING_TRANSPORT") == "1" {
+		a := newAtlassian(t)
+		hc := &http.Client{Transport: roundTripper(func(*http.Request) (*http.Response, error) {
+			panic("instrumentation bug")
+		})}
+		v := a.verifier(t, forge.WithHTTPClient(hc))
+		backend := httptest.NewServer(v.Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})))
+		defer backend.Close()
+		req, err := http.NewRequest(http.MethodPost, backend.URL, nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+a.sign(claims()))
+		resp, err := backend.Client().Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+		assert.Contains(t, string(body), "the JWKS could not be fetched: the HTTP client panicked: instrumentation bug")
+		return // the backend survived: a request failed, the process did not
+	}
+	t.Parallel()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestPanickingJWKSTransportDoesNotKillTheProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "FORGE_TEST_PANICKING_TRANSPORT=1")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "the backend process died:\n%.600s", out)
 }

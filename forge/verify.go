@@ -15,6 +15,8 @@ import (
 
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/servicedesk-go/servicedesk/internal/hosts"
 )
 
 // fitClaims are the claims of a FIT that Verify reads.
@@ -195,9 +197,9 @@ func (v *Verifier) invocation(c *fitClaims) (*Invocation, error) {
 	case c.App.ID != v.appID:
 		return nil, refuse("the token's app.id is not its aud")
 	}
+	var icLabel string // "" when absent or null
 	if len(c.ICLabel) > 0 && string(c.ICLabel) != "null" {
-		var label string
-		if err := json.Unmarshal(c.ICLabel, &label); err != nil || !v.isolated[label] {
+		if err := json.Unmarshal(c.ICLabel, &icLabel); err != nil || !v.isolated[icLabel] {
 			return nil, refuse("the token comes from an Isolated Cloud (icLabel) this Verifier does not accept (see WithIsolatedCloud)")
 		}
 	}
@@ -224,10 +226,8 @@ func (v *Verifier) invocation(c *fitClaims) (*Invocation, error) {
 		Principal:       c.Principal,
 		ModuleKey:       c.App.Module.Key,
 		Expires:         c.ExpiresAt.Time,
+		ICLabel:         icLabel,
 		v:               v,
-	}
-	if len(c.ICLabel) > 0 {
-		_ = json.Unmarshal(c.ICLabel, &inv.ICLabel)
 	}
 	if c.Context != nil {
 		inv.CloudID, inv.SiteURL = c.Context.CloudID, c.Context.SiteURL
@@ -254,7 +254,7 @@ func (v *Verifier) apiBaseURL(raw string) (string, error) {
 	}
 	switch {
 	case u.Scheme == "https":
-	case u.Scheme == "http" && v.loopback && isLoopback(u.Hostname()):
+	case u.Scheme == "http" && v.loopback && hosts.Loopback(u.Hostname()):
 	default:
 		return "", refuse("the token's app.apiBaseUrl is not https:// (plain http:// to loopback needs WithLoopbackAPIBaseURL)")
 	}

@@ -2,8 +2,14 @@ package forge_test
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"math/big"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -258,6 +264,13 @@ func TestVerifyOptIns(t *testing.T) {
 	assert.Equal(t, "acme-ic", inv.ICLabel)
 	_, err = a.verifier(t, forge.WithIsolatedCloud("other-ic")).Verify(context.Background(), request(a.sign(c)))
 	require.ErrorIs(t, err, forge.ErrInvalidInvocation)
+	c["icLabel"] = nil // null: Atlassian's commercial cloud, as when absent
+	inv, err = a.verifier(t).Verify(context.Background(), request(a.sign(c)))
+	require.NoError(t, err)
+	assert.Empty(t, inv.ICLabel)
+	c["icLabel"] = 7
+	_, err = a.verifier(t, forge.WithIsolatedCloud("7")).Verify(context.Background(), request(a.sign(c)))
+	require.ErrorIs(t, err, forge.ErrInvalidInvocation, "an icLabel that is not a string")
 }
 
 // Clock skew of up to a minute either way is forgiven.
@@ -279,4 +292,61 @@ func TestVerifyClockSkew(t *testing.T) {
 	_, err = v.Verify(context.Background(), request(a.sign(c)))
 	require.ErrorIs(t, err, jwt.ErrTokenExpired, "the JWT library's sentinel is wrapped too")
 	require.True(t, errors.Is(err, forge.ErrInvalidInvocation))
+}
+
+// The key a kid picks is checked too: an RSA key of at least 2048 bits,
+// and not one the JWKS marks for encryption ("use": "enc").
+func TestVerifyChecksTheKeyOfTheKid(t *testing.T) {
+	t.Parallel()
+	small, err := rsa.GenerateKey(rand.Reader, 1024)
+	require.NoError(t, err)
+	big2048 := testKey(t, 1)
+	jwk := func(kid, use string, k *rsa.PrivateKey) map[string]string {
+		return map[string]string{"kty": "RSA", "alg": "RS256", "use": use, "kid": kid,
+			"n": base64.RawURLEncoding.EncodeToString(k.N.Bytes()),
+			"e": base64.RawURLEncoding.EncodeToString(big.NewInt(int64(k.E)).Bytes())}
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(map[string]any{"keys": []any{
+			jwk("forge/small", "sig", small),
+			jwk("forge/enc", "enc", big2048),
+		}})
+	}))
+	t.Cleanup(srv.Close)
+	v, err := forge.NewVerifier(testAppARI, forge.WithJWKSURL(srv.URL))
+	require.NoError(t, err)
+
+	for _, tc := range []struct {
+		kid    string
+		key    *rsa.PrivateKey
+		reason string
+	}{
+		{"forge/small", small, "not an RSA key of at least 2048 bits"},
+		{"forge/enc", big2048, "does not sign RS256"},
+	} {
+		_, err := v.Verify(context.Background(), request(signWith(t, jwtRS256, tc.kid, tc.key, claims())))
+		require.ErrorIs(t, err, forge.ErrInvalidInvocation, tc.kid)
+		assert.Contains(t, err.Error(), tc.reason, tc.kid)
+	}
+}
+
+// One text, one token: a signature spelled with stray bits in its last
+// base64 character (which decodes to the same bytes when decoding is lax)
+// is not the FIT Atlassian signed.
+func TestVerifyRefusesASignatureWithStrayBits(t *testing.T) {
+	t.Parallel()
+	a := newAtlassian(t)
+	v := a.verifier(t)
+	valid := a.sign(claims())
+	_, err := v.Verify(context.Background(), request(valid))
+	require.NoError(t, err)
+
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	// A 2048-bit signature is 256 bytes: 342 characters, the last of which
+	// carries 2 bits and 4 that must be zero.
+	last := strings.IndexByte(alphabet, valid[len(valid)-1])
+	respelled := valid[:len(valid)-1] + string(alphabet[last|1])
+	require.NotEqual(t, valid, respelled)
+	_, err = v.Verify(context.Background(), request(respelled))
+	require.ErrorIs(t, err, forge.ErrInvalidInvocation, "a second spelling of the signature was accepted")
 }

@@ -11,11 +11,12 @@ import (
 	mrand "math/rand/v2"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/servicedesk-go/servicedesk/internal/forgeapp"
 )
 
 // The fake plays Forge too: it signs Forge Invocation Tokens (FITs) as
@@ -53,7 +54,6 @@ const ForgeEnvironmentType = "DEVELOPMENT"
 
 const (
 	forgeIssuer   = "forge/invocation-token"
-	forgeAppARI   = "ari:cloud:ecosystem::app/"
 	forgeInstARI  = "ari:cloud:ecosystem::installation/"
 	forgeJWKSPath = "/forge/.well-known/jwks.json"
 	forgeTokenTTL = 5 * time.Minute
@@ -74,14 +74,12 @@ type forgeKey struct {
 	priv *rsa.PrivateKey
 }
 
-var forgeUUID = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-
 // newForgeApp sets up the app; its ids come from their own random stream,
 // so that WithForgeApp changes no other generated id, and are the same for
 // the same seed.
 func newForgeApp(appID string, seed *uint64) *forgeApp {
-	uuid := strings.TrimPrefix(strings.TrimSpace(appID), forgeAppARI)
-	if !forgeUUID.MatchString(uuid) {
+	appARI, ok := forgeapp.ARI(appID)
+	if !ok {
 		panic(fmt.Sprintf("servicedesktest: WithForgeApp: %q is neither an app ARI nor a uuid", appID))
 	}
 	rng := mrand.New(mrand.NewPCG(mrand.Uint64(), mrand.Uint64()))
@@ -90,7 +88,7 @@ func newForgeApp(appID string, seed *uint64) *forgeApp {
 	}
 	ids := &Server{rng: rng}
 	f := &forgeApp{
-		appARI:         forgeAppARI + strings.ToLower(uuid),
+		appARI:         appARI,
 		cloudID:        ids.uuid(),
 		installationID: forgeInstARI + ids.uuid(),
 		environmentID:  ids.uuid(),

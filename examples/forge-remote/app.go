@@ -205,6 +205,12 @@ func (a *App) sync(c *servicedesk.Client, installation string) {
 		case ctx.Err() != nil:
 			a.log.Warn("nightly sync: cut short", "installation", installation, "error", ctx.Err())
 			return
+		case errors.Is(err, servicedesk.ErrUnauthorized):
+			// The system token expired (or was refused): every customer
+			// left would fail alike. The next night's sync, with a new
+			// token, finishes the job.
+			a.log.Warn("nightly sync: cut short", "installation", installation, "created", created, "error", err)
+			return
 		case err != nil:
 			failed++
 			a.log.Warn("nightly sync: a customer failed", "installation", installation, "error", err)

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -164,6 +167,57 @@ func TestNightlySync(t *testing.T) {
 	status, answer = r.call("/nightly-sync", &servicedesktest.ForgeCall{}, "")
 	assert.Equal(t, http.StatusInternalServerError, status)
 	assert.Contains(t, answer["error"], "auth.appSystemToken.enabled")
+}
+
+// A sync stops when its system token expires (the error wraps
+// servicedesk.ErrUnauthorized), reported cut short, to be finished by the
+// next night's: it does not go on to fail, and log, every customer left.
+func TestNightlySyncStopsWhenTheSystemTokenExpires(t *testing.T) {
+	t.Parallel()
+	const n = 25
+	var directory []servicedesk.CreateCustomerRequest
+	for i := range n {
+		directory = append(directory, servicedesk.CreateCustomerRequest{Email: fmt.Sprintf("c%d@example.com", i), DisplayName: "C"})
+	}
+	var logs syncBuffer
+	r := newRemote(t, Config{
+		Directory: func(context.Context) ([]servicedesk.CreateCustomerRequest, error) { return directory, nil },
+		Logger:    slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	// A FIT within the clock skew Verify forgives, whose system token has
+	// expired (a sync that outlived its token is the same case).
+	status, answer := r.call("/nightly-sync", &servicedesktest.ForgeCall{SystemToken: true, TTL: -time.Second}, "")
+	require.Equal(t, http.StatusAccepted, status, answer)
+	r.app.Wait()
+
+	failed := strings.Count(logs.String(), "a customer failed")
+	assert.LessOrEqual(t, failed, 1, "the sync went on after the token expired:\n%s", firstLines(logs.String(), 3))
+	assert.True(t, strings.Contains(logs.String(), "cut short"), "the sync was not reported cut short")
+	assert.Contains(t, logs.String(), "app system token expired at")
+	assert.Empty(t, r.jsm.Customers("HELP"))
+}
+
+// syncBuffer is a log's output, written by a sync's goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func firstLines(s string, n int) string {
+	lines := strings.SplitN(s, "\n", n+1)
+	return strings.Join(lines[:min(n, len(lines))], "\n")
 }
 
 func TestDemo(t *testing.T) {
