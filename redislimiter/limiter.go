@@ -232,31 +232,38 @@ func (l *limiter) Wait(ctx context.Context, ep servicedesk.Endpoint, maxWait tim
 			go l.giveBack(e, epoch)
 		}
 	}
+	// refuse is the error of a request that cannot go out in time.
+	refuse := func(r limits.Refusal) error {
+		r.MaxWait, r.Waited, r.CtxFirst = max(maxWait, 0), now.Sub(start), ctxFirst
+		return refusal(r)
+	}
 	for {
 		if err := ctx.Err(); err != nil {
 			abandon()
 			return err
 		}
 		now = time.Now()
-		// refuse is the error of a request that cannot go out in time.
-		refuse := func(r limits.Refusal) error {
-			r.MaxWait, r.Waited, r.CtxFirst = max(maxWait, 0), now.Sub(start), ctxFirst
-			return refusal(r)
-		}
 		if p := l.pausedLocally(e, now); p != nil && p.Until.After(deadline) {
 			abandon()
 			return refuse(paused(p, p.Until.Sub(now)))
 		}
 		if o := l.outage.Load(); o != nil {
-			return l.waitLocally(ctx, e, o, deadline)
+			return l.waitLocally(ctx, e, o, deadline, refuse)
 		}
 		r, err := l.reserve(ctx, e, lease, confirm, epoch, deadline.Sub(now))
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			return l.waitLocally(ctx, e, l.fail(err), deadline)
+			return l.waitLocally(ctx, e, l.fail(err), deadline, refuse)
 		}
+		// The script weighed the wait against the budget as it stood when
+		// the request left; the wait is slept from when the reply came: a
+		// turn or a pause that would end after the deadline is refused
+		// here, the turn given back. Each pass of the loop thus ends, or
+		// sleeps to a time no later than the deadline, and a reply that
+		// comes after it with anything to wait ends it.
+		arrived := time.Now()
 		l.update(e, r.st)
 		switch r.code {
 		case codeOK:
@@ -265,16 +272,20 @@ func (l *limiter) Wait(ctx context.Context, ep servicedesk.Endpoint, maxWait tim
 		case codeRefusedPace:
 			return refuse(limits.Refusal{Wait: r.wait, Policy: r.policy, Rate: r.st.rate, Queued: r.queued})
 		case codeRefusedPause, codePaused:
-			p := &limits.Pause{Until: now.Add(r.wait), Reason: r.reason, Policy: r.policy, Cause: r.cause}
+			p := &limits.Pause{Until: arrived.Add(r.wait), Reason: r.reason, Policy: r.policy, Cause: r.cause}
 			l.remember(e, r.global, p)
-			if r.code == codeRefusedPause {
+			confirm = false
+			if r.code == codeRefusedPause || p.Until.After(deadline) {
 				return refuse(paused(p, r.wait))
 			}
-			confirm = false
 		case codeWait:
 			confirm, epoch = true, r.epoch
+			if arrived.Add(r.wait).After(deadline) {
+				abandon()
+				return refuse(limits.Refusal{Wait: r.wait, Policy: r.policy, Rate: r.st.rate, Queued: r.queued})
+			}
 		default:
-			return l.waitLocally(ctx, e, l.fail(fmt.Errorf("%w: code %d", errReply, r.code)), deadline)
+			return l.waitLocally(ctx, e, l.fail(fmt.Errorf("%w: code %d", errReply, r.code)), deadline, refuse)
 		}
 		if err := sleep(ctx, r.wait); err != nil {
 			abandon()
@@ -284,11 +295,16 @@ func (l *limiter) Wait(ctx context.Context, ep servicedesk.Endpoint, maxWait tim
 }
 
 // waitLocally is Wait during an outage: the pauses this process knows of,
-// then the in-process limiter.
-func (l *limiter) waitLocally(ctx context.Context, e *endpoint, o *outage, deadline time.Time) error {
+// then the in-process limiter. refuse words the refusal of a pause that
+// ends after the deadline.
+func (l *limiter) waitLocally(ctx context.Context, e *endpoint, o *outage, deadline time.Time, refuse func(limits.Refusal) error) error {
 	o.probe(l, e)
 	if p := l.pausedLocally(e, time.Now()); p != nil {
-		if err := sleep(ctx, time.Until(p.Until)); err != nil {
+		wait := time.Until(p.Until)
+		if p.Until.After(deadline) {
+			return refuse(paused(p, wait))
+		}
+		if err := sleep(ctx, wait); err != nil {
 			return err
 		}
 	}

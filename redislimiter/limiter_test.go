@@ -434,3 +434,69 @@ func outcome429(reason string, wait time.Duration) servicedesk.Outcome {
 func noHeaders() servicedesk.RateLimit {
 	return servicedesk.RateLimit{Limit: -1, Remaining: -1, FillRate: -1, RetryAfter: -1}
 }
+
+// TestASlowReplyKeepsTheDeadline: a reply that takes 300 ms to come back
+// says "wait" for a turn the script found within the deadline when it
+// ran; counted from when the reply came, the turn is after the deadline.
+// Wait refuses at once with its 429 (it slept into the context's deadline
+// and returned the context's error), and gives the turn back.
+func TestASlowReplyKeepsTheDeadline(t *testing.T) {
+	t.Parallel()
+	cfg := servicedesk.RateLimiterConfig{Rates: map[servicedesk.Endpoint]float64{addEp: 2}} // a bucket of 1, 1 a second
+	l, h := hookedLimiter(t, cfg, time.Second)
+	require.NoError(t, l.Wait(context.Background(), addEp, 0)) // the one token: the next turn is a second away
+	rdb, _ := shared.client(t)
+	key := l.endpoint(addEp).key
+	tat := rdb.HGet(context.Background(), key, "tat").Val()
+
+	// The script runs within 200 ms of this; its reply comes 300 ms later:
+	// the turn, a second after the first, is 100 ms past the deadline.
+	h.delay.Store(int64(300 * time.Millisecond))
+	ctx, cancel := context.WithTimeout(context.Background(), 1100*time.Millisecond)
+	defer cancel()
+	err := l.Wait(ctx, addEp, time.Minute)
+	require.ErrorIs(t, err, servicedesk.ErrRateLimited, "the limiter's 429, not the context's error")
+	apiErr := rateLimited(t, err)
+	assert.Contains(t, apiErr.Message, "paced at 1 a second; the context's deadline comes first")
+	assert.NoError(t, ctx.Err(), "refused before the deadline")
+	require.Eventually(t, func() bool { return rdb.HGet(context.Background(), key, "tat").Val() == tat },
+		5*time.Second, 10*time.Millisecond, "the turn given back")
+}
+
+// TestAReplyPastTheDeadlineIsNotSlept: whatever a reply says (a script's
+// answer is read back from the network), Wait does not sleep past its
+// deadline: a turn 10 s away is refused at once, not slept (until the
+// test's context ended it, 2 s later).
+func TestAReplyPastTheDeadlineIsNotSlept(t *testing.T) {
+	t.Parallel()
+	l, h := hookedLimiter(t, servicedesk.RateLimiterConfig{}, opTimeout)
+	forged := forgedReply(codeWait, 10*time.Second)
+	h.forged.Store(&forged)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	apiErr := rateLimited(t, l.Wait(ctx, addEp, 100*time.Millisecond))
+	assert.InDelta(t, 10*time.Second, apiErr.RetryAfter, float64(time.Millisecond))
+	assert.NoError(t, ctx.Err())
+}
+
+// TestARepeatedZeroWaitEndsAtTheDeadline: a reply "paused, wait 0" over
+// and over (a pause that ends as it is read, a broken reply) does not
+// keep Wait asking Redis past its deadline: with no time allowed, one
+// script; with 50 ms, a 429 once they are over (it looped, 61,346
+// scripts in a second, until the context ended).
+func TestARepeatedZeroWaitEndsAtTheDeadline(t *testing.T) {
+	t.Parallel()
+	for _, maxWait := range []time.Duration{0, 50 * time.Millisecond} {
+		l, h := hookedLimiter(t, servicedesk.RateLimiterConfig{}, opTimeout)
+		forged := forgedReply(codePaused, 0)
+		h.forged.Store(&forged)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		err := l.Wait(ctx, addEp, maxWait)
+		assert.ErrorIs(t, err, servicedesk.ErrRateLimited, "maxWait %v", maxWait)
+		assert.NoError(t, ctx.Err(), "maxWait %v: ended before the context", maxWait)
+		if maxWait == 0 {
+			assert.Equal(t, int64(1), h.evals.Load(), "scripts run")
+		}
+		cancel()
+	}
+}

@@ -164,10 +164,10 @@ end
 local we, te = gcra(e.tat, e.rate, e.burst)
 local wg, tg = gcra(g.tat, g.rate, g.burst)
 local wait = math.max(we, wg)
+local queued = 0
+if e.rate > 0 then queued = math.max(0, math.floor((e.tat - now) * e.rate / 1000000 + 0.5) - e.burst) end
 if wait > budget then
   save_e()
-  local queued = 0
-  if e.rate > 0 then queued = math.max(0, math.floor((e.tat - now) * e.rate / 1000000 + 0.5) - e.burst) end
   return reply(4, wait, '', '', e.src, '', queued, fleet)
 end
 e.tat = te
@@ -180,7 +180,7 @@ if wait <= 0 then
   admit()
   return reply(0, 0, '', '', '', '', 0, fleet)
 end
-return reply(1, wait, '', '', '', '', 0, fleet)
+return reply(1, wait, '', '', e.src, '', queued, fleet)
 `)
 
 // learnScript applies what answers said. More ARGV: the number of ops,
