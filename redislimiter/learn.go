@@ -20,6 +20,7 @@ type op struct {
 	reason string        // pauses: the 429's RateLimit-Reason
 	policy string        // pauses, opRate: the policy
 	cause  string        // pauses: why, for refusals; opGiveBack: the reservation's epoch
+	turn   string        // opGiveBack: the reservation's turn
 }
 
 type opKind string
@@ -166,7 +167,7 @@ func (o op) args() []any {
 	case opGlobalRate:
 		return []any{string(o.kind), f(o.limit), o.burst, 0, "", "", ""}
 	case opGiveBack:
-		return []any{string(o.kind), 0, 0, 0, o.cause, "", ""}
+		return []any{string(o.kind), 0, 0, 0, o.cause, o.turn, ""}
 	}
 	return []any{string(o.kind), 0, 0, 0, "", "", ""}
 }

@@ -225,11 +225,11 @@ func (l *limiter) Wait(ctx context.Context, ep servicedesk.Endpoint, maxWait tim
 	}
 	e := l.endpoint(ep)
 	lease := l.proc + ":" + strconv.FormatUint(l.leases.Add(1), 36)
-	confirm, epoch := false, ""
+	confirm, epoch, turn := false, "", ""
 	// abandon gives back the turn a request reserved and will not take.
 	abandon := func() {
 		if confirm {
-			go l.giveBack(e, epoch)
+			go l.giveBack(e, epoch, turn)
 		}
 	}
 	// refuse is the error of a request that cannot go out in time.
@@ -279,7 +279,7 @@ func (l *limiter) Wait(ctx context.Context, ep servicedesk.Endpoint, maxWait tim
 				return refuse(paused(p, r.wait))
 			}
 		case codeWait:
-			confirm, epoch = true, r.epoch
+			confirm, epoch, turn = true, r.epoch, r.turn
 			if arrived.Add(r.wait).After(deadline) {
 				abandon()
 				return refuse(limits.Refusal{Wait: r.wait, Policy: r.policy, Rate: r.st.rate, Queued: r.queued})
@@ -437,12 +437,13 @@ func (l *limiter) run(ctx context.Context, s *redis.Script, keys []string, args 
 	}
 }
 
-// giveBack returns the slot of a reservation its caller gave up.
-func (l *limiter) giveBack(e *endpoint, epoch string) {
+// giveBack returns the turn of a reservation its caller gave up, when no
+// turn was booked after it.
+func (l *limiter) giveBack(e *endpoint, epoch, turn string) {
 	if l.outage.Load() != nil {
 		return
 	}
-	if _, err := l.learn(e, []op{{kind: opGiveBack, cause: epoch}}, nil); err != nil {
+	if _, err := l.learn(e, []op{{kind: opGiveBack, cause: epoch, turn: turn}}, nil); err != nil {
 		l.fail(err)
 	}
 }

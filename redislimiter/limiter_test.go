@@ -2,7 +2,10 @@ package redislimiter
 
 import (
 	"context"
+	"errors"
+	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -362,35 +365,120 @@ func TestAnInvalidConfigurationFailsBeforeSending(t *testing.T) {
 	assert.Zero(t, n.Load(), "nothing sent to Redis")
 }
 
+// TestACancelledWaitGivesItsTurnBack: a waiter that gives up gives its
+// turn back when it is the last booked, restoring the schedule exactly,
+// so waiters giving up last first leave it as it was; a turn with others
+// booked after it is left as a gap, as the governor's pacer leaves it
+// (giving it back would let a new request take a turn still held).
 func TestACancelledWaitGivesItsTurnBack(t *testing.T) {
 	t.Parallel()
 	// A bucket of 1 paced at 1 a second: the waiters' turns are a second
 	// and more away, so none comes up before they give up, however slowly
 	// a loaded machine runs the test.
 	cfg := servicedesk.RateLimiterConfig{Rates: map[servicedesk.Endpoint]float64{addEp: 2}}
-	pfx := prefix(t)
-	a, _ := newLimiter(t, shared, pfx, cfg)
+	a, h := hookedLimiter(t, cfg, shared.opTimeout())
+	ctx := context.Background()
+	a.Done(listEp, outcome429("jira-burst-based", time.Millisecond)) // loads learnScript: a give-back is one script
 	_, _ = admitNow(t, addEp, a)
-
-	// Ten waiters queue for 10 s, and give up.
-	ctx, cancel := context.WithCancel(context.Background())
-	errs := make(chan error, 10)
-	for range 10 {
-		go func() { errs <- a.Wait(ctx, addEp, time.Minute) }()
-	}
-	time.Sleep(50 * time.Millisecond)
-	cancel()
-	for range 10 {
-		require.ErrorIs(t, <-errs, context.Canceled)
-	}
-	// Their turns are given back at once: the bucket is as it was (empty,
-	// a second from full), not 11 s from full.
 	rdb, _ := shared.client(t)
-	require.Eventually(t, func() bool {
-		tat, _ := rdb.HGet(context.Background(), a.endpoint(addEp).key, "tat").Float64()
-		now, _ := rdb.Time(context.Background()).Result()
-		return tat-float64(now.UnixMicro()) < float64(1500*time.Millisecond/time.Microsecond)
-	}, 500*time.Millisecond, 5*time.Millisecond)
+	key := a.endpoint(addEp).key
+	tat := func() string { return rdb.HGet(ctx, key, "tat").Val() }
+
+	// Four waiters queue, one after the other: tats[i] is the schedule's
+	// end once i of them hold turns.
+	tats := []string{tat()}
+	var cancels []context.CancelFunc
+	var errs []chan error
+	for i := range 4 {
+		wctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- a.Wait(wctx, addEp, time.Minute) }()
+		require.Eventually(t, func() bool { return tat() != tats[i] }, 5*time.Second, time.Millisecond, "waiter %d booked", i)
+		tats = append(tats, tat())
+		cancels, errs = append(cancels, cancel), append(errs, done)
+	}
+	giveUp := func(i int) {
+		t.Helper()
+		ran := h.evals.Load()
+		cancels[i]()
+		require.ErrorIs(t, <-errs[i], context.Canceled)
+		require.Eventually(t, func() bool { return h.evals.Load() > ran }, 5*time.Second, time.Millisecond, "waiter %d gave its turn back", i)
+	}
+
+	giveUp(0) // the first in line: three turns are booked after it
+	assert.Equal(t, tats[4], tat(), "a turn in the middle is a gap")
+	for i := 3; i >= 1; i-- {
+		giveUp(i)
+		assert.Equal(t, tats[i], tat(), "waiter %d's turn, the last, given back exactly", i)
+	}
+}
+
+// TestGivingBackAnEarlyTurnDoublesNoLaterOne: ten requests queue and give
+// up while ten more behind them keep their turns; ten new ones come. The
+// turns given up are not the tail and stay gaps: no new request gets a
+// turn another still holds. ('back' moved tat back one interval for each,
+// wherever it was in the schedule: 16 requests sent within a second at a
+// limit of 10.)
+func TestGivingBackAnEarlyTurnDoublesNoLaterOne(t *testing.T) {
+	t.Parallel()
+	cfg := servicedesk.RateLimiterConfig{Rates: map[servicedesk.Endpoint]float64{addEp: 10}} // 8 a second, a bucket of 1
+	for name, lim := range bothLimiters(t, cfg) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			require.NoError(t, lim.Wait(context.Background(), addEp, 0))
+			var mu sync.Mutex
+			var sent []time.Time
+			var wg sync.WaitGroup
+			queue := func(ctx context.Context, n int) {
+				for range n {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						err := lim.Wait(ctx, addEp, time.Minute)
+						if err == nil {
+							mu.Lock()
+							sent = append(sent, time.Now())
+							mu.Unlock()
+							lim.Done(addEp, servicedesk.Outcome{StatusCode: 204, RateLimit: noHeaders()})
+						} else if !errors.Is(err, context.Canceled) {
+							t.Error(err)
+						}
+					}()
+				}
+			}
+			early, cancel := context.WithCancel(context.Background())
+			queue(early, 10) // turns 1..10, from 125 ms
+			time.Sleep(30 * time.Millisecond)
+			queue(context.Background(), 10) // turns 11..20
+			time.Sleep(30 * time.Millisecond)
+			cancel() // before the first turn comes
+			time.Sleep(40 * time.Millisecond)
+			queue(context.Background(), 10)
+			wg.Wait()
+			assert.LessOrEqual(t, mostWithinASecond(sent), 10, "requests sent within one second, limit 10 a second (paced at 8)")
+		})
+	}
+}
+
+// mostWithinASecond is the most of times that fall within one second.
+func mostWithinASecond(times []time.Time) int {
+	sort.Slice(times, func(i, j int) bool { return times[i].Before(times[j]) })
+	most := 0
+	for i := range times {
+		n := 0
+		for j := i; j < len(times) && times[j].Sub(times[i]) < time.Second; j++ {
+			n++
+		}
+		most = max(most, n)
+	}
+	return most
+}
+
+// bothLimiters is the in-process governor and this limiter, for a test of
+// a rule both keep.
+func bothLimiters(t *testing.T, cfg servicedesk.RateLimiterConfig) map[string]servicedesk.RateLimiter {
+	l, _ := newLimiter(t, shared, prefix(t), cfg)
+	return map[string]servicedesk.RateLimiter{"governor": servicedesk.NewRateLimiter(cfg), "redis": l}
 }
 
 // TestReservationsAtAnOldPaceAreMadeAgain: requests waiting their turn at

@@ -214,7 +214,7 @@ func prefix(t testing.TB) string {
 
 // replyHook delays every script's reply (a Redis a WAN link away), or
 // answers scripts itself (a reply the limiter must not trust past its own
-// deadline), and counts the scripts run.
+// deadline), and counts the scripts run, once they have run.
 type replyHook struct {
 	delay  atomic.Int64 // ns added after the server answered
 	forged atomic.Pointer[[]any]
@@ -232,7 +232,7 @@ func (h *replyHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		if cmd.Name() != "evalsha" && cmd.Name() != "eval" {
 			return next(ctx, cmd)
 		}
-		h.evals.Add(1)
+		defer h.evals.Add(1)
 		if v := h.forged.Load(); v != nil {
 			cmd.(*redis.Cmd).SetVal(*v)
 			return nil
@@ -259,5 +259,5 @@ func hookedLimiter(t *testing.T, cfg servicedesk.RateLimiterConfig, op time.Dura
 // forgedReply is a script's reply of code, saying wait.
 func forgedReply(code int, wait time.Duration) []any {
 	return []any{int64(code), wait.Microseconds(), "", "", "e", "0:0", "0", "0", int64(1), int64(0), int64(0),
-		int64(0), "0", int64(1), int64(0), int64(-1), "", int64(0)}
+		int64(0), "0", int64(1), int64(0), int64(-1), "", int64(0), ""}
 }

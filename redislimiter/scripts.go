@@ -110,11 +110,12 @@ local function spend(tat, rate, burst, left)
   return tat
 end
 -- reply: for a pause, its RateLimit-Reason, cause, policy and scope ('a':
--- every endpoint); for a pace, its policy and the requests queued ahead.
-local function reply(code, wait, reason, cause, policy, scope, queued, fleet)
+-- every endpoint); for a pace, its policy and the requests queued ahead;
+-- for a reservation, its turn (see 'back').
+local function reply(code, wait, reason, cause, policy, scope, queued, fleet, turn)
   return {code, math.floor(wait), reason, cause, scope, num(e.epoch) .. ':' .. num(g.epoch),
     num(e.n), num(e.rate), e.burst, e.cut, e.ln, inflight(KEYS[3]), num(g.rate), g.burst, inflight(KEYS[4]), fleet,
-    policy, queued}
+    policy, queued, turn or ''}
 end
 `
 
@@ -170,17 +171,23 @@ if wait > budget then
   save_e()
   return reply(4, wait, '', '', e.src, '', queued, fleet)
 end
+-- The turn: each bucket's tat before and after booking, for giving it
+-- back ('' for a bucket not paced).
+local turn = num(e.tat) .. ':' .. num(te) .. ':'
 e.tat = te
 if g.rate > 0 then
+  turn = turn .. num(g.tat) .. ':' .. num(tg)
   g.tat = tg
   save_g()
+else
+  turn = turn .. ':'
 end
 save_e()
 if wait <= 0 then
   admit()
   return reply(0, 0, '', '', '', '', 0, fleet)
 end
-return reply(1, wait, '', '', e.src, '', queued, fleet)
+return reply(1, wait, '', '', e.src, '', queued, fleet, turn)
 `)
 
 // learnScript applies what answers said. More ARGV: the number of ops,
@@ -234,9 +241,15 @@ for i = 1, nops do
     local tat = spend(g.tat, g.rate, g.burst, left)
     if tat ~= g.tat then g.tat, gdirty = tat, true end
   elseif k == 'back' then
-    -- A reservation given up: its slot goes back, unless it is void.
-    if s1 == num(e.epoch) .. ':' .. num(g.epoch) and e.rate > 0 then
-      e.tat, edirty = math.max(now, e.tat - 1000000 / e.rate), true
+    -- A reservation given up (s1 its epoch, s2 its turn): each bucket's
+    -- turn goes back when it is the last one booked, the tail of the
+    -- schedule, which restores tat exactly; one with turns booked after
+    -- it is left as a gap (one turn lost, on the safe side), as the
+    -- governor's pacer does. A void reservation gives nothing back.
+    local eb, ea, gb, ga = string.match(s2, '^([^:]*):([^:]*):([^:]*):([^:]*)$')
+    if s1 == num(e.epoch) .. ':' .. num(g.epoch) and ea then
+      if ea ~= '' and num(e.tat) == ea then e.tat, edirty = tonumber(eb), true end
+      if ga ~= '' and num(g.tat) == ga then g.tat, gdirty = tonumber(gb), true end
     end
   end
 end
@@ -268,6 +281,7 @@ type reply struct {
 	global bool   // the pause holds every endpoint
 	queued int    // requests queued ahead of a refused one
 	epoch  string
+	turn   string // a reservation's turn, to give it back (see learnScript's 'back')
 	st     state
 }
 
@@ -291,7 +305,7 @@ var errReply = errors.New("redislimiter: unexpected script reply")
 
 func parseReply(v any) (reply, error) {
 	a, ok := v.([]any)
-	if !ok || len(a) != 18 {
+	if !ok || len(a) != 19 {
 		return reply{}, fmt.Errorf("%w: %T of %d", errReply, v, len(a))
 	}
 	var r reply
@@ -320,7 +334,7 @@ func parseReply(v any) (reply, error) {
 	r.code = i(0)
 	r.wait = limits.BoundWait(time.Duration(i(1)) * time.Microsecond)
 	r.reason, r.cause, r.global, r.epoch = s(2), s(3), s(4) == "a", s(5)
-	r.policy, r.queued = s(16), i(17)
+	r.policy, r.queued, r.turn = s(16), i(17), s(18)
 	r.st = state{
 		known: true, limit: f(6), rate: f(7), burst: i(8), cut: i(9) == 1, learned: i(10) == 1, inflight: i(11),
 		globalRate: f(12), globalBurst: i(13), globalInflight: i(14), fleet: i(15),
