@@ -588,3 +588,82 @@ func TestARepeatedZeroWaitEndsAtTheDeadline(t *testing.T) {
 		cancel()
 	}
 }
+
+// dataCenter is an answer of Data Center: a bucket of limit tokens for all
+// of the user's requests, refilled at fill a second.
+func dataCenter(limit, fill int) servicedesk.Outcome {
+	return servicedesk.Outcome{StatusCode: 200, RateLimit: servicedesk.RateLimit{
+		Limit: limit, Remaining: -1, FillRate: fill, Interval: time.Second, RetryAfter: -1}}
+}
+
+// TestAHeldRequestDoesNotSpendTheDataCenterTurnEarly: a request that its
+// endpoint's pace holds back a second takes its turn on Data Center's
+// bucket at that second, not at the bucket's own next turn (the governor
+// books both at the later of the two): a turn spent early was free again
+// when the request went, and another took it, two requests at once from a
+// bucket of 1.
+func TestAHeldRequestDoesNotSpendTheDataCenterTurnEarly(t *testing.T) {
+	t.Parallel()
+	cfg := servicedesk.RateLimiterConfig{Rates: map[servicedesk.Endpoint]float64{addEp: 2}} // Adds: 1 a second
+	for name, lim := range bothLimiters(t, cfg) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			require.NoError(t, lim.Wait(ctx, listEp, 0))
+			lim.Done(listEp, dataCenter(1, 4)) // a bucket of 1, 4 a second (paced at 3)
+			var mu sync.Mutex
+			var sent []time.Time
+			var wg sync.WaitGroup
+			send := func(ep servicedesk.Endpoint) {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if err := lim.Wait(ctx, ep, 5*time.Second); err != nil {
+						t.Error(err)
+						return
+					}
+					mu.Lock()
+					sent = append(sent, time.Now())
+					mu.Unlock()
+				}()
+				time.Sleep(10 * time.Millisecond)
+			}
+			send(addEp) // at once
+			send(addEp) // held a second by the Adds' pace
+			for range 3 {
+				send(listEp)
+			}
+			wg.Wait()
+			sort.Slice(sent, func(i, j int) bool { return sent[i].Before(sent[j]) })
+			for i := 1; i < len(sent); i++ {
+				assert.GreaterOrEqual(t, sent[i].Sub(sent[i-1]), 150*time.Millisecond, "two requests from a bucket of 1 refilled 4 a second")
+			}
+		})
+	}
+}
+
+// TestACancelledWaitGivesItsDataCenterTurnBack: a waiter held by Data
+// Center's bucket that gives up gives that turn back too, exactly, as the
+// governor gives back both of a waiter's turns (it was never given back:
+// the bucket stayed a turn behind).
+func TestACancelledWaitGivesItsDataCenterTurnBack(t *testing.T) {
+	t.Parallel()
+	a, h := hookedLimiter(t, servicedesk.RateLimiterConfig{}, shared.opTimeout())
+	ctx := context.Background()
+	require.NoError(t, a.Wait(ctx, listEp, 0))
+	a.Done(listEp, dataCenter(1, 1)) // a bucket of 1, refilled every second or two
+	_, _ = admitNow(t, addEp, a)
+	rdb, _ := shared.client(t)
+	tat := func() string { return rdb.HGet(ctx, a.globalKey, "tat").Val() }
+	before := tat()
+
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- a.Wait(wctx, addEp, time.Minute) }()
+	require.Eventually(t, func() bool { return tat() != before }, 5*time.Second, time.Millisecond, "the waiter booked")
+	ran := h.evals.Load()
+	cancel()
+	require.ErrorIs(t, <-done, context.Canceled)
+	require.Eventually(t, func() bool { return h.evals.Load() > ran }, 5*time.Second, time.Millisecond, "the turn given back")
+	assert.Equal(t, before, tat(), "Data Center's bucket as it was")
+}

@@ -93,12 +93,16 @@ local function inflight(key)
   redis.call('ZREMRANGEBYSCORE', key, '-inf', nowms)
   return redis.call('ZCARD', key)
 end
--- gcra reserves one request: how long it must wait, and the new tat.
-local function gcra(tat, rate, burst)
-  if rate <= 0 then return 0, tat end
-  local T = 1000000 / rate
-  local at = math.max(tat, now)
-  return math.max(0, at - (burst - 1) * T - now), at + T
+-- nextturn is when a bucket's next turn may be taken, at the earliest now.
+local function nextturn(tat, rate, burst)
+  if rate <= 0 then return now end
+  return math.max(now, tat - (burst - 1) * 1000000 / rate)
+end
+-- book takes a bucket's turn at at, no earlier than its nextturn: the
+-- new tat.
+local function book(tat, rate, at)
+  if rate <= 0 then return tat end
+  return math.max(tat, at) + 1000000 / rate
 end
 -- spend drops tokens the server says are not there: at most left remain.
 local function spend(tat, rate, burst, left)
@@ -162,9 +166,12 @@ if mode == 'c' and expect == num(e.epoch) .. ':' .. num(g.epoch) then
   return reply(0, 0, '', '', '', '', 0, fleet)
 end
 
-local we, te = gcra(e.tat, e.rate, e.burst)
-local wg, tg = gcra(g.tat, g.rate, g.burst)
-local wait = math.max(we, wg)
+-- The request goes at the later of the two buckets' next turns, and
+-- takes its turn on both then: a request the endpoint holds back must not
+-- spend Data Center's turn early, for another to take it again.
+local at = math.max(nextturn(e.tat, e.rate, e.burst), nextturn(g.tat, g.rate, g.burst))
+local wait = at - now
+local te, tg = book(e.tat, e.rate, at), book(g.tat, g.rate, at)
 local queued = 0
 if e.rate > 0 then queued = math.max(0, math.floor((e.tat - now) * e.rate / 1000000 + 0.5) - e.burst) end
 if wait > budget then
