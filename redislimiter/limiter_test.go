@@ -667,3 +667,31 @@ func TestACancelledWaitGivesItsDataCenterTurnBack(t *testing.T) {
 	require.Eventually(t, func() bool { return h.evals.Load() > ran }, 5*time.Second, time.Millisecond, "the turn given back")
 	assert.Equal(t, before, tat(), "Data Center's bucket as it was")
 }
+
+// TestADataCenterBucketIsPacedWithTheGovernorsMargin: Data Center's bucket
+// is paced like a burst limit, a request short of it (limits.DataCenterPace:
+// PaceRate, PaceBurst, at most Limit-1), not at its fill rate with its whole
+// bucket as the burst: a full bucket of 20 spent at once, to the last token
+// the server holds.
+func TestADataCenterBucketIsPacedWithTheGovernorsMargin(t *testing.T) {
+	t.Parallel()
+	for name, lim := range bothLimiters(t, servicedesk.RateLimiterConfig{}) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			require.NoError(t, lim.Wait(ctx, listEp, 0))
+			lim.Done(listEp, dataCenter(20, 200)) // 20 tokens, 200 a second
+			time.Sleep(150 * time.Millisecond)    // the bucket fills again
+			n, start := 0, time.Now()
+			for ; n < 100 && lim.Wait(ctx, addEp, 0) == nil; n++ {
+			}
+			// PaceBurst(200) = 8 at once, and what refilled at 191 a second.
+			assertBucket(t, n, 8, 191, time.Since(start), "a Data Center bucket of 20")
+			if l, ok := lim.(*limiter); ok {
+				rdb, _ := shared.client(t)
+				g := rdb.HMGet(ctx, l.globalKey, "n", "rate", "burst").Val()
+				assert.Equal(t, []any{"200", "191", "8"}, g, "fill, pace and burst kept in Redis")
+			}
+		})
+	}
+}

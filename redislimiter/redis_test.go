@@ -259,5 +259,5 @@ func hookedLimiter(t *testing.T, cfg servicedesk.RateLimiterConfig, op time.Dura
 // forgedReply is a script's reply of code, saying wait.
 func forgedReply(code int, wait time.Duration) []any {
 	return []any{int64(code), wait.Microseconds(), "", "", "e", "0:0", "0", "0", int64(1), int64(0), int64(0),
-		int64(0), "0", int64(1), int64(0), int64(-1), "", int64(0), ""}
+		int64(0), "0", int64(1), int64(0), int64(-1), "", int64(0), "", "0"}
 }

@@ -15,7 +15,7 @@ import (
 // ({prefix}) so that a script touching them runs on one Cluster slot:
 //
 //	{prefix}ep:<method> <path>      hash: an endpoint's pacing and pause
-//	{prefix}global                  hash: the pause of every endpoint; Data Center's bucket
+//	{prefix}global                  hash: the pause of every endpoint; Data Center's bucket (its fill n, pace, burst)
 //	{prefix}flight:<method> <path>  sorted set: an endpoint's requests in flight, scored by expiry
 //	{prefix}flight                  sorted set: every request in flight
 //	{prefix}members                 sorted set: processes that reserved lately
@@ -63,9 +63,10 @@ else
 end
 if e.burst < 1 then e.burst = 1 end
 local efull = not E[2] -- save every field, not only tat
-local G = redis.call('HMGET', KEYS[2], 'pu', 'pr', 'pw', 'rate', 'burst', 'tat', 'epoch', 'pp')
+local G = redis.call('HMGET', KEYS[2], 'pu', 'pr', 'pw', 'rate', 'burst', 'tat', 'epoch', 'pp', 'n')
 local g = {pu = tonumber(G[1]) or 0, pr = G[2] or '', pw = G[3] or '', rate = tonumber(G[4]) or 0,
-  burst = tonumber(G[5]) or 1, tat = tonumber(G[6]) or now, epoch = tonumber(G[7]) or 0, pp = G[8] or ''}
+  burst = tonumber(G[5]) or 1, tat = tonumber(G[6]) or now, epoch = tonumber(G[7]) or 0, pp = G[8] or '',
+  n = tonumber(G[9]) or 0}
 -- A pause of everything voided every endpoint's reservations: drop the debt.
 if e.ge ~= g.epoch then
   e.tat, e.ge, efull = math.min(e.tat, now), g.epoch, true
@@ -86,7 +87,7 @@ local function save_e()
 end
 local function save_g()
   redis.call('HSET', KEYS[2], 'pu', num(g.pu), 'pr', g.pr, 'pw', g.pw, 'pp', g.pp, 'rate', num(g.rate),
-    'burst', num(g.burst), 'tat', num(g.tat), 'epoch', num(g.epoch))
+    'burst', num(g.burst), 'tat', num(g.tat), 'epoch', num(g.epoch), 'n', num(g.n))
   redis.call('PEXPIRE', KEYS[2], ttl(math.max(g.pu, g.tat)))
 end
 local function inflight(key)
@@ -119,7 +120,7 @@ end
 local function reply(code, wait, reason, cause, policy, scope, queued, fleet, turn)
   return {code, math.floor(wait), reason, cause, scope, num(e.epoch) .. ':' .. num(g.epoch),
     num(e.n), num(e.rate), e.burst, e.cut, e.ln, inflight(KEYS[3]), num(g.rate), g.burst, inflight(KEYS[4]), fleet,
-    policy, queued, turn or ''}
+    policy, queued, turn or '', num(g.n)}
 end
 `
 
@@ -239,9 +240,11 @@ for i = 1, nops do
       e.epoch, e.tat, edirty = e.epoch + 1, math.min(e.tat, now), true
     end
   elseif k == 'grate' then
-    if g.rate ~= a or g.burst ~= b then
-      if g.rate <= 0 then g.tat = now + (b - 1) * 1000000 / a end
-      g.rate, g.burst, gdirty = a, b, true
+    -- Data Center's bucket: a its fill, b and c its pace and burst. Coming
+    -- from no pace, what was sent already counts: one token.
+    if g.n ~= a or g.rate ~= b or g.burst ~= c then
+      if g.rate <= 0 then g.tat = now + (c - 1) * 1000000 / b end
+      g.n, g.rate, g.burst, gdirty = a, b, c, true
     end
   elseif k == 'gspend' then
     local left = a - inflight(KEYS[4])
@@ -302,7 +305,8 @@ type state struct {
 	learned  bool // the limit came from an answer
 	inflight int  // the site's requests to it in flight
 
-	globalRate     float64 // Data Center's bucket; 0: none
+	globalLimit    float64 // Data Center's bucket's fill, requests a second; 0: none
+	globalRate     float64 // its pace; 0: none
 	globalBurst    int
 	globalInflight int
 	fleet          int // processes that reserved in the last 10 s; -1: not asked
@@ -312,7 +316,7 @@ var errReply = errors.New("redislimiter: unexpected script reply")
 
 func parseReply(v any) (reply, error) {
 	a, ok := v.([]any)
-	if !ok || len(a) != 19 {
+	if !ok || len(a) != 20 {
 		return reply{}, fmt.Errorf("%w: %T of %d", errReply, v, len(a))
 	}
 	var r reply
@@ -344,7 +348,7 @@ func parseReply(v any) (reply, error) {
 	r.policy, r.queued, r.turn = s(16), i(17), s(18)
 	r.st = state{
 		known: true, limit: f(6), rate: f(7), burst: i(8), cut: i(9) == 1, learned: i(10) == 1, inflight: i(11),
-		globalRate: f(12), globalBurst: i(13), globalInflight: i(14), fleet: i(15),
+		globalLimit: f(19), globalRate: f(12), globalBurst: i(13), globalInflight: i(14), fleet: i(15),
 	}
 	return r, err
 }
