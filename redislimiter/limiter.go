@@ -232,6 +232,17 @@ func (l *limiter) Wait(ctx context.Context, ep servicedesk.Endpoint, maxWait tim
 			go l.giveBack(e, epoch, turn)
 		}
 	}
+	// lost undoes what a script did for this request when the request left
+	// before the reply came (its context ended): the turn it booked, the
+	// lease it took.
+	lost := func(r reply) {
+		switch r.code {
+		case codeWait:
+			l.giveBack(e, r.epoch, r.turn)
+		case codeOK:
+			l.deferRelease(release{e, lease})
+		}
+	}
 	// refuse is the error of a request that cannot go out in time.
 	refuse := func(r limits.Refusal) error {
 		r.MaxWait, r.Waited, r.CtxFirst = max(maxWait, 0), now.Sub(start), ctxFirst
@@ -250,7 +261,7 @@ func (l *limiter) Wait(ctx context.Context, ep servicedesk.Endpoint, maxWait tim
 		if o := l.outage.Load(); o != nil {
 			return l.waitLocally(ctx, e, o, deadline, refuse)
 		}
-		r, err := l.reserve(ctx, e, lease, confirm, epoch, deadline.Sub(now))
+		r, err := l.reserve(ctx, e, lease, confirm, epoch, deadline.Sub(now), lost)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -355,8 +366,9 @@ func (l *limiter) Done(ep servicedesk.Endpoint, o servicedesk.Outcome) {
 	l.update(e, r.st)
 }
 
-// reserve runs reserveScript for a request to e.
-func (l *limiter) reserve(ctx context.Context, e *endpoint, lease string, confirm bool, epoch string, budget time.Duration) (reply, error) {
+// reserve runs reserveScript for a request to e; lost is given the reply
+// that comes after ctx ended.
+func (l *limiter) reserve(ctx context.Context, e *endpoint, lease string, confirm bool, epoch string, budget time.Duration, lost func(reply)) (reply, error) {
 	mode := "r"
 	if confirm {
 		mode = "c"
@@ -367,7 +379,7 @@ func (l *limiter) reserve(ctx context.Context, e *endpoint, lease string, confir
 	}
 	keys, args := l.scriptArgs(e, l.takePending())
 	args = append(args, mode, max(budget, 0).Microseconds(), lease, epoch, member)
-	return l.run(ctx, reserveScript, keys, args)
+	return l.run(ctx, reserveScript, keys, args, lost)
 }
 
 // learn runs learnScript: ops for e, and releases.
@@ -377,7 +389,7 @@ func (l *limiter) learn(e *endpoint, ops []op, rels []release) (reply, error) {
 	for _, o := range ops {
 		args = append(args, o.args()...)
 	}
-	return l.run(context.Background(), learnScript, keys, args)
+	return l.run(context.Background(), learnScript, keys, args, nil)
 }
 
 // scriptArgs are the keys and the first arguments of every script (see
@@ -409,8 +421,10 @@ var errTimeout = errors.New("no answer in time")
 // run runs a script within the operation timeout, whatever the client's
 // own timeouts (go-redis ignores a context's deadline unless
 // ContextTimeoutEnabled): past it, the caller goes on and the operation
-// ends in the background. ctx ends the wait too.
-func (l *limiter) run(ctx context.Context, s *redis.Script, keys []string, args []any) (reply, error) {
+// ends in the background. ctx ends the wait too, but not the script, which
+// may have run: its reply, when it comes, goes to lost (when not nil), in
+// the background.
+func (l *limiter) run(ctx context.Context, s *redis.Script, keys []string, args []any, lost func(reply)) (reply, error) {
 	type result struct {
 		v   any
 		err error
@@ -433,6 +447,15 @@ func (l *limiter) run(ctx context.Context, s *redis.Script, keys []string, args 
 	case <-t.C:
 		return reply{}, fmt.Errorf("redislimiter: Redis: %w after %v", errTimeout, l.timing.op)
 	case <-ctx.Done():
+		if lost != nil {
+			go func() {
+				if r := <-done; r.err == nil {
+					if rep, err := parseReply(r.v); err == nil {
+						lost(rep)
+					}
+				}
+			}()
+		}
 		return reply{}, ctx.Err()
 	}
 }

@@ -378,7 +378,7 @@ func TestACancelledWaitGivesItsTurnBack(t *testing.T) {
 	cfg := servicedesk.RateLimiterConfig{Rates: map[servicedesk.Endpoint]float64{addEp: 2}}
 	a, h := hookedLimiter(t, cfg, shared.opTimeout())
 	ctx := context.Background()
-	a.Done(listEp, outcome429("jira-burst-based", time.Millisecond)) // loads learnScript: a give-back is one script
+	a.Done(listEp, outcome429("jira-burst-based", time.Millisecond)) // loads learnScript: a give-back is one script, EVALSHA
 	_, _ = admitNow(t, addEp, a)
 	rdb, _ := shared.client(t)
 	key := a.endpoint(addEp).key
@@ -399,10 +399,10 @@ func TestACancelledWaitGivesItsTurnBack(t *testing.T) {
 	}
 	giveUp := func(i int) {
 		t.Helper()
-		ran := h.evals.Load()
+		backs := h.backs.Load()
 		cancels[i]()
 		require.ErrorIs(t, <-errs[i], context.Canceled)
-		require.Eventually(t, func() bool { return h.evals.Load() > ran }, 5*time.Second, time.Millisecond, "waiter %d gave its turn back", i)
+		require.Eventually(t, func() bool { return h.backs.Load() > backs }, 5*time.Second, time.Millisecond, "waiter %d gave its turn back", i)
 	}
 
 	giveUp(0) // the first in line: three turns are booked after it
@@ -661,10 +661,9 @@ func TestACancelledWaitGivesItsDataCenterTurnBack(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- a.Wait(wctx, addEp, time.Minute) }()
 	require.Eventually(t, func() bool { return tat() != before }, 5*time.Second, time.Millisecond, "the waiter booked")
-	ran := h.evals.Load()
 	cancel()
 	require.ErrorIs(t, <-done, context.Canceled)
-	require.Eventually(t, func() bool { return h.evals.Load() > ran }, 5*time.Second, time.Millisecond, "the turn given back")
+	require.Eventually(t, func() bool { return h.backs.Load() == 1 }, 5*time.Second, time.Millisecond, "the turn given back")
 	assert.Equal(t, before, tat(), "Data Center's bucket as it was")
 }
 
@@ -694,4 +693,43 @@ func TestADataCenterBucketIsPacedWithTheGovernorsMargin(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestAWaitCancelledWhileItsScriptRunsGivesBackWhatItTook: a Wait whose
+// context ends while its script's reply is on its way returns at once;
+// what the script did for it is undone when the reply comes: the turn it
+// booked is given back, the lease it took released (they were kept, the
+// turn for good, the lease for its two minutes, counted in flight).
+func TestAWaitCancelledWhileItsScriptRunsGivesBackWhatItTook(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rdb, _ := shared.client(t)
+	cancelled := func(l *limiter, h *replyHook) {
+		t.Helper()
+		h.delay.Store(int64(300 * time.Millisecond)) // the script runs; its reply is late
+		wctx, cancel := context.WithCancel(ctx)
+		time.AfterFunc(100*time.Millisecond, cancel)
+		require.ErrorIs(t, l.Wait(wctx, addEp, time.Minute), context.Canceled)
+		h.delay.Store(0)
+	}
+
+	t.Run("a turn", func(t *testing.T) {
+		t.Parallel()
+		cfg := servicedesk.RateLimiterConfig{Rates: map[servicedesk.Endpoint]float64{addEp: 2}} // a bucket of 1, 1 a second
+		l, h := hookedLimiter(t, cfg, time.Second)
+		require.NoError(t, l.Wait(ctx, addEp, 0))
+		key := l.endpoint(addEp).key
+		tat := rdb.HGet(ctx, key, "tat").Val()
+		cancelled(l, h)
+		require.Eventually(t, func() bool { return h.backs.Load() > 0 }, 5*time.Second, time.Millisecond, "given back")
+		assert.Equal(t, tat, rdb.HGet(ctx, key, "tat").Val(), "the schedule as it was")
+	})
+	t.Run("a lease", func(t *testing.T) {
+		t.Parallel()
+		l, h := hookedLimiter(t, servicedesk.RateLimiterConfig{}, time.Second)
+		cancelled(l, h)
+		flight := l.endpoint(addEp).flightKey
+		require.Eventually(t, func() bool { return rdb.Exists(ctx, flight).Val() == 1 }, 5*time.Second, time.Millisecond, "admitted")
+		require.Eventually(t, func() bool { return rdb.ZCard(ctx, flight).Val() == 0 }, 5*time.Second, time.Millisecond, "its lease released")
+	})
 }

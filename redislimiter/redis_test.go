@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -214,11 +215,13 @@ func prefix(t testing.TB) string {
 
 // replyHook delays every script's reply (a Redis a WAN link away), or
 // answers scripts itself (a reply the limiter must not trust past its own
-// deadline), and counts the scripts run, once they have run.
+// deadline), and counts the scripts run, and those that gave a turn back,
+// once they have run.
 type replyHook struct {
 	delay  atomic.Int64 // ns added after the server answered
 	forged atomic.Pointer[[]any]
 	evals  atomic.Int64
+	backs  atomic.Int64
 }
 
 func (h *replyHook) DialHook(next redis.DialHook) redis.DialHook { return next }
@@ -233,6 +236,9 @@ func (h *replyHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 			return next(ctx, cmd)
 		}
 		defer h.evals.Add(1)
+		if slices.Contains(cmd.Args(), any(string(opGiveBack))) {
+			defer h.backs.Add(1)
+		}
 		if v := h.forged.Load(); v != nil {
 			cmd.(*redis.Cmd).SetVal(*v)
 			return nil
