@@ -165,6 +165,8 @@ func (o op) args() []any {
 		return []any{string(o.kind), o.count, 0, 0, "", "", ""}
 	case opGlobalRate:
 		return []any{string(o.kind), f(o.limit), f(o.rate), o.burst, "", "", ""}
+	case opCut:
+		return []any{string(o.kind), f(limits.CloudDefaultRate), f(limits.MinRate), 0, "", "", ""}
 	case opGiveBack:
 		return []any{string(o.kind), 0, 0, 0, o.cause, o.turn, ""}
 	}

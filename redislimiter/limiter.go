@@ -179,10 +179,12 @@ type endpoint struct {
 	locals         []servicedesk.RateLimiter // requests admitted in-process, by which limiter
 }
 
-// release is a lease to remove from an endpoint's flight set.
+// release is a lease to remove from an endpoint's flight set, and whether
+// its answer was served (a status below 400).
 type release struct {
-	e     *endpoint
-	lease string
+	e      *endpoint
+	lease  string
+	served bool
 }
 
 func (l *limiter) endpoint(ep servicedesk.Endpoint) *endpoint {
@@ -240,7 +242,7 @@ func (l *limiter) Wait(ctx context.Context, ep servicedesk.Endpoint, maxWait tim
 		case codeWait:
 			l.giveBack(e, r.epoch, r.turn)
 		case codeOK:
-			l.deferRelease(release{e, lease})
+			l.deferRelease(release{e, lease, false})
 		}
 	}
 	// refuse is the error of a request that cannot go out in time.
@@ -336,6 +338,9 @@ func (l *limiter) Done(ep servicedesk.Endpoint, o servicedesk.Outcome) {
 	if local != nil {
 		local.Done(ep, o)
 	}
+	// served: an answer the site served, counted (in Redis, for the whole
+	// fleet) for the cut after a 429 that announces no limit.
+	served := o.StatusCode > 0 && o.StatusCode < 400
 	now := time.Now()
 	ops := opsFor(o, now)
 	for _, op := range ops {
@@ -350,13 +355,13 @@ func (l *limiter) Done(ep servicedesk.Endpoint, o servicedesk.Outcome) {
 	ops = news(ops, e.state())
 	if len(ops) == 0 {
 		if lease != "" {
-			l.deferRelease(release{e, lease})
+			l.deferRelease(release{e, lease, served})
 		}
 		return
 	}
 	rels := l.takePending()
 	if lease != "" {
-		rels = append(rels, release{e, lease})
+		rels = append(rels, release{e, lease, served})
 	}
 	r, err := l.learn(e, ops, rels)
 	if err != nil {
@@ -403,15 +408,23 @@ func (l *limiter) scriptArgs(e *endpoint, rels []release) ([]string, []any) {
 	}
 	args := []any{l.proc, l.timing.key.Milliseconds(), l.timing.lease.Milliseconds(),
 		strconv.FormatFloat(n, 'g', -1, 64), strconv.FormatFloat(rate, 'g', -1, 64), burst, len(rels)}
+	// Each released endpoint's flight set and hash, by index in KEYS.
 	index := map[*endpoint]int{e: 3}
 	for _, r := range rels {
 		i, ok := index[r.e]
 		if !ok {
-			keys = append(keys, r.e.flightKey)
-			i = len(keys)
+			keys = append(keys, r.e.flightKey, r.e.key)
+			i = len(keys) - 1
 			index[r.e] = i
 		}
-		args = append(args, i, r.lease)
+		h, served := i+1, "0"
+		if r.e == e {
+			h = 1
+		}
+		if r.served {
+			served = "1"
+		}
+		args = append(args, i, h, r.lease, served)
 	}
 	return keys, args
 }

@@ -29,37 +29,80 @@ import (
 // wait: epoch changes when reservations are void (a pause began, the rate
 // fell), and a void one is made again.
 
+// paceLua is limits.PaceBurst and limits.PaceRate in Lua, for the rules
+// the scripts apply in Redis (TestPaceLuaIsLimits checks they agree).
+const paceLua = `
+-- pburst is limits.PaceBurst of a limit (or a pace).
+local function pburst(n) return math.min(math.max(1, math.floor(0.04 * n)), 65536) end
+-- prate is limits.PaceRate of a limit.
+local function prate(n)
+  local b = pburst(n)
+  if n >= 10 then return n - b - 1 end
+  return math.max(n - b, 0.5 * n, 1 / 60)
+end
+`
+
 // prelude loads the state every script needs, after removing the leases of
-// requests that are done. KEYS: ep, global, ep flight, flight, members,
-// then more flight sets. ARGV: process id, key TTL ms, lease TTL ms, the
+// requests that are done and counting the answers served among them.
+// KEYS: ep, global, ep flight, flight, members, then more flight sets and
+// endpoint hashes. ARGV: process id, key TTL ms, lease TTL ms, the
 // endpoint's starting limit, rate and burst, the number of releases and
-// the releases (index in KEYS of their flight set, lease).
+// the releases (index in KEYS of their flight set and of their endpoint's
+// hash, lease, "1" when the answer was served: a status below 400).
 const prelude = `
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local nowms = math.floor(now / 1000)
+local tenth = math.floor(nowms / 100)
 local proc, keyttl, leasettl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local function num(x) return string.format('%.17g', x) end
--- pburst is paceBurst (policy.go) of a pace.
-local function pburst(r) return math.min(math.max(1, math.floor(0.04 * r)), 65536) end
+` + paceLua + `
+-- An endpoint's answers served in the last second are counted by tenth of
+-- a second, in ten fields of its hash (sv0..sv9: "tenth:count"), as the
+-- governor counts them, for the whole fleet.
+local function count(key)
+  local f = 'sv' .. (tenth % 10)
+  local v = redis.call('HGET', key, f)
+  local c = 0
+  if v then
+    local vt, vc = string.match(v, '^(%d+):(%d+)$')
+    if tonumber(vt) == tenth then c = tonumber(vc) end
+  end
+  redis.call('HSET', key, f, string.format('%d:%d', tenth, c + 1))
+  if redis.call('PTTL', key) == -1 then redis.call('PEXPIRE', key, keyttl) end
+end
+local function served(key)
+  local vs = redis.call('HMGET', key, 'sv0', 'sv1', 'sv2', 'sv3', 'sv4', 'sv5', 'sv6', 'sv7', 'sv8', 'sv9')
+  local n = 0
+  for i = 1, 10 do
+    if vs[i] then
+      local vt, vc = string.match(vs[i], '^(%d+):(%d+)$')
+      if vt and tenth - tonumber(vt) < 10 then n = n + tonumber(vc) end
+    end
+  end
+  return n
+end
 
 local argi = 8
 for i = 1, tonumber(ARGV[7]) do
-  redis.call('ZREM', KEYS[tonumber(ARGV[argi])], ARGV[argi + 1])
-  redis.call('ZREM', KEYS[4], ARGV[argi + 1])
-  argi = argi + 2
+  redis.call('ZREM', KEYS[tonumber(ARGV[argi])], ARGV[argi + 2])
+  redis.call('ZREM', KEYS[4], ARGV[argi + 2])
+  if ARGV[argi + 3] == '1' then count(KEYS[tonumber(ARGV[argi + 1])]) end
+  argi = argi + 4
 end
 
 local e = {}
-local E = redis.call('HMGET', KEYS[1], 'n', 'rate', 'burst', 'tat', 'epoch', 'pu', 'pr', 'pw', 'cut', 'lc', 'ceil', 'src', 'ge', 'ln', 'pp')
+local E = redis.call('HMGET', KEYS[1], 'n', 'rate', 'burst', 'tat', 'epoch', 'pu', 'pr', 'pw', 'cut', 'lc', 'ceil', 'src', 'ge', 'ln', 'pp', 'lu')
 if E[2] then
   e.n, e.rate, e.burst, e.tat, e.epoch = tonumber(E[1]) or 0, tonumber(E[2]) or 0, tonumber(E[3]) or 1, tonumber(E[4]) or now, tonumber(E[5]) or 0
   e.pu, e.pr, e.pw, e.cut, e.lc = tonumber(E[6]) or 0, E[7] or '', E[8] or '', tonumber(E[9]) or 0, tonumber(E[10]) or 0
   e.ceil, e.src, e.ge, e.ln, e.pp = tonumber(E[11]) or 0, E[12] or '', tonumber(E[13]) or -1, tonumber(E[14]) or 0, E[15] or ''
+  e.lu = tonumber(E[16]) or 0
 else
   e.n, e.rate, e.burst, e.tat, e.epoch = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), now, 0
   e.pu, e.pr, e.pw, e.cut, e.lc, e.ceil, e.src, e.ge, e.ln, e.pp = 0, '', '', 0, 0, e.rate, '', -1, 0, ''
+  e.lu = 0
 end
 if e.burst < 1 then e.burst = 1 end
 local efull = not E[2] -- save every field, not only tat
@@ -79,7 +122,7 @@ local function save_e()
   if efull then
     redis.call('HSET', KEYS[1], 'n', num(e.n), 'rate', num(e.rate), 'burst', num(e.burst), 'tat', num(e.tat),
       'epoch', num(e.epoch), 'pu', num(e.pu), 'pr', e.pr, 'pw', e.pw, 'cut', num(e.cut), 'lc', num(e.lc),
-      'ceil', num(e.ceil), 'src', e.src, 'ge', num(e.ge), 'ln', num(e.ln), 'pp', e.pp)
+      'ceil', num(e.ceil), 'src', e.src, 'ge', num(e.ge), 'ln', num(e.ln), 'pp', e.pp, 'lu', num(e.lu))
   else
     redis.call('HSET', KEYS[1], 'tat', num(e.tat))
   end
@@ -138,13 +181,14 @@ if member == '1' then
   fleet = redis.call('ZCARD', KEYS[5])
 end
 
--- A cut rate recovers by a twentieth every 10 seconds, up to what it was.
-if e.cut == 1 and now - e.lc >= 10000000 then
+-- A cut rate recovers by a twentieth every 10 seconds since the last cut
+-- or step up, up to what it was.
+if e.cut == 1 and now - math.max(e.lc, e.lu) >= 10000000 then
   local r = e.rate * 1.05
   if e.ceil > 0 and r >= e.ceil then
     r, e.cut = e.ceil, 0
   end
-  e.rate, e.burst, e.lc, efull = r, pburst(r), now, true
+  e.rate, e.burst, e.lu, efull = r, pburst(r), now, true
 end
 
 local pu, pr, pw, pp, scope = e.pu, e.pr, e.pw, e.pp, 'e'
@@ -231,10 +275,17 @@ for i = 1, nops do
     local tat = spend(e.tat, e.rate, e.burst, left)
     if tat ~= e.tat then e.tat, edirty = tat, true end
   elseif k == 'cut' then
+    -- A 429 that announced no limit: the pace for what the site served in
+    -- the second before it (its limit, most likely), never above 90 % of
+    -- the pace it had (a the pace taken when there was none, b the
+    -- slowest); one cut a second.
     if now - e.lc >= 1000000 then
       local cur = e.rate
-      if cur <= 0 then cur = 100 end
-      local r = math.max(cur * 0.9, 1 / 60)
+      if cur <= 0 then cur = a end
+      local r = cur * 0.9
+      local n = served(KEYS[1])
+      if n > 0 then r = math.min(r, prate(n)) end
+      r = math.max(r, b)
       if e.cut == 0 then e.ceil = e.rate end
       e.rate, e.burst, e.lc, e.cut = r, pburst(r), now, 1
       e.epoch, e.tat, edirty = e.epoch + 1, math.min(e.tat, now), true
