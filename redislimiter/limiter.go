@@ -175,8 +175,8 @@ type endpoint struct {
 	pause          atomic.Pointer[limits.Pause]
 	mu             sync.Mutex
 	st             state
-	leases         []string                  // requests admitted through Redis, not yet done
-	locals         []servicedesk.RateLimiter // requests admitted in-process, by which limiter
+	leases         []string  // requests admitted through Redis, not yet done
+	locals         []*outage // requests admitted in-process, by which outage's limiter
 }
 
 // release is a lease to remove from an endpoint's flight set, and whether
@@ -324,7 +324,7 @@ func (l *limiter) waitLocally(ctx context.Context, e *endpoint, o *outage, deadl
 	if err := o.fallback.Wait(ctx, e.ep, max(0, time.Until(deadline))); err != nil {
 		return err
 	}
-	e.admitted("", o.fallback)
+	e.admitted("", o)
 	return nil
 }
 
@@ -336,7 +336,7 @@ func (l *limiter) Done(ep servicedesk.Endpoint, o servicedesk.Outcome) {
 	e := l.endpoint(ep)
 	lease, local := e.done()
 	if local != nil {
-		local.Done(ep, o)
+		local.fallback.Done(ep, share(o, local.fleet))
 	}
 	// served: an answer the site served, counted (in Redis, for the whole
 	// fleet) for the cut after a 429 that announces no limit.
@@ -554,8 +554,8 @@ func (e *endpoint) state() state {
 }
 
 // admitted records a request let through: by Redis (a lease) or by an
-// in-process limiter.
-func (e *endpoint) admitted(lease string, local servicedesk.RateLimiter) {
+// outage's in-process limiter.
+func (e *endpoint) admitted(lease string, local *outage) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if local != nil {
@@ -567,7 +567,7 @@ func (e *endpoint) admitted(lease string, local servicedesk.RateLimiter) {
 
 // done takes the record of one request let through, the in-process ones
 // first; Done does not say which request it is about, and any one will do.
-func (e *endpoint) done() (lease string, local servicedesk.RateLimiter) {
+func (e *endpoint) done() (lease string, local *outage) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if n := len(e.locals); n > 0 {

@@ -191,3 +191,79 @@ func TestAnOutagePacesAtTheProcesssShare(t *testing.T) {
 	apiErr := rateLimited(t, err)
 	assert.InDelta(t, time.Second/8, apiErr.RetryAfter, float64(20*time.Millisecond))
 }
+
+// TestAnOutageKeepsTheProcesssShareAfterAnAnswer: an answer during an
+// outage that announces the limit the fleet had learned (40 a second) does
+// not give the process the whole of it: it keeps its share, a quarter
+// (the answer went to the in-process limiter as it was, and the first to
+// announce the limit set it to 40: four processes at 4× the limit).
+func TestAnOutageKeepsTheProcesssShareAfterAnAnswer(t *testing.T) {
+	t.Parallel()
+	r := ownRedis(t)
+	pfx := prefix(t)
+	ctx := context.Background()
+	var lims []*limiter
+	for range 4 {
+		l, _ := newLimiter(t, r, pfx, servicedesk.RateLimiterConfig{Cloud: true})
+		require.NoError(t, l.Wait(ctx, listEp, time.Second))
+		lims = append(lims, l)
+	}
+	rl := noHeaders()
+	rl.Policies = []servicedesk.RateLimitPolicy{{Name: "jira-burst-based", Quota: 40, Window: time.Second, Remaining: -1}}
+	announced := servicedesk.Outcome{StatusCode: 204, RateLimit: rl}
+	lims[0].Done(addEp, announced)
+	require.NoError(t, lims[3].Wait(ctx, addEp, 0))
+	r.kill()
+
+	require.NoError(t, lims[3].Wait(ctx, addEp, 0)) // the outage begins; paced at 8 a second
+	lims[3].Done(addEp, announced)                  // the same limit, said again
+	_, err := admitNow(t, addEp, lims[3])
+	apiErr := rateLimited(t, err)
+	assert.InDelta(t, time.Second/8, apiErr.RetryAfter, float64(20*time.Millisecond), "the process's share, 10 a second, paced at 8: %s", apiErr.Message)
+}
+
+// TestAnOutageKeepsDataCentersBucket: Data Center's bucket, the one limit
+// a Data Center site has, paces the process in an outage too, at its share
+// (nothing was paced: 50 requests at once).
+func TestAnOutageKeepsDataCentersBucket(t *testing.T) {
+	t.Parallel()
+	r := ownRedis(t)
+	ctx := context.Background()
+	l, _ := newLimiter(t, r, prefix(t), servicedesk.RateLimiterConfig{})
+	require.NoError(t, l.Wait(ctx, addEp, 0))
+	l.Done(addEp, dataCenter(1, 10)) // 10 a second for everything: paced at 8, a bucket of 1
+	require.NoError(t, l.Wait(ctx, addEp, time.Second))
+	r.kill()
+	n, err := admitNow(t, listEp, l) // another endpoint: the bucket is everything's
+	assert.LessOrEqual(t, n, 2, "requests at once in an outage, from a fleet paced at 8 a second")
+	apiErr := rateLimited(t, err)
+	assert.InDelta(t, time.Second/8, apiErr.RetryAfter, float64(20*time.Millisecond), apiErr.Message)
+}
+
+// TestShareDividesWhatIsAnnounced: an answer read in an outage by one of
+// four processes announces a quarter of each limit; what it says is left,
+// and its pauses, are the site's.
+func TestShareDividesWhatIsAnnounced(t *testing.T) {
+	t.Parallel()
+	reset := time.Now().Add(time.Minute)
+	rl := servicedesk.RateLimit{Limit: 20, Remaining: 3, FillRate: 200, Interval: time.Second, RetryAfter: -1, Reason: "jira-burst-based",
+		Policies: []servicedesk.RateLimitPolicy{
+			{Name: "jira-burst-based", Quota: 40, Window: time.Second, Remaining: 5, Reset: reset},
+			{Name: "global-app-quota", Quota: 65000, Window: time.Hour, Remaining: 0, Reset: reset},
+		}}
+	o := servicedesk.Outcome{StatusCode: 429, RateLimit: rl, Wait: time.Second}
+	got := share(o, 4)
+	assert.Equal(t, 4*time.Second, got.RateLimit.Policies[0].Window, "40 in 4 s: 10 a second")
+	assert.Equal(t, time.Hour, got.RateLimit.Policies[1].Window, "a quota holds everyone")
+	assert.Equal(t, 4*time.Second, got.RateLimit.Interval, "200 in 4 s: 50 a second")
+	assert.Equal(t, time.Second, o.RateLimit.Policies[0].Window, "the caller's answer unchanged")
+	got.RateLimit.Policies, got.RateLimit.Interval, o.RateLimit.Policies, o.RateLimit.Interval = nil, 0, nil, 0
+	assert.Equal(t, o, got, "the rest as it was")
+
+	burst := outcome429("jira-burst-based", time.Second)
+	burst.RateLimit.Limit = 40 // per second, on a burst 429
+	got = share(burst, 4)
+	require.Len(t, got.RateLimit.Policies, 1)
+	assert.Equal(t, servicedesk.RateLimitPolicy{Name: "jira-burst-based", Quota: 40, Window: 4 * time.Second, Remaining: -1}, got.RateLimit.Policies[0])
+	assert.Equal(t, o, share(o, 1), "one process: the whole")
+}
