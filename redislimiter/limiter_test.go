@@ -225,6 +225,14 @@ func TestWhatTheServerSaysIsBounded(t *testing.T) {
 		b, _ := newLimiter(t, shared, pfx, servicedesk.RateLimiterConfig{})
 		apiErr := rateLimited(t, b.Wait(ctx, listEp, time.Second))
 		assert.InDelta(t, 24*time.Hour, apiErr.RetryAfter, float64(time.Second), "31 years")
+		// Bounded where it is kept, too (a reply's wait is bounded again
+		// when read, which hid a pause of 31 years kept in Redis).
+		rdb, _ := shared.client(t)
+		pu, err := rdb.HGet(ctx, a.globalKey, "pu").Float64()
+		require.NoError(t, err)
+		now := rdb.Time(ctx).Val()
+		assert.LessOrEqual(t, time.Duration(pu-float64(now.UnixMicro()))*time.Microsecond, maxPause, "the pause kept in Redis")
+		assert.LessOrEqual(t, rdb.PTTL(ctx, a.globalKey).Val(), keyTTL+maxPause, "its key's TTL")
 	})
 	t.Run("a reason", func(t *testing.T) {
 		t.Parallel()
@@ -251,6 +259,37 @@ func TestWhatTheServerSaysIsBounded(t *testing.T) {
 			assert.LessOrEqual(t, apiErr.RetryAfter, time.Minute+time.Second, name+": at least one request a minute")
 		}
 	})
+}
+
+// TestAPauseIsRememberedInProcess: a process refuses what it knows is
+// paused without a round trip to Redis, whether it learned the pause from
+// an answer of its own or from a reply saying another process's answer
+// paused it, and keeps the pause when Redis goes.
+func TestAPauseIsRememberedInProcess(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	r := ownRedis(t)
+	pfx := prefix(t)
+	a, na := newLimiter(t, r, pfx, servicedesk.RateLimiterConfig{})
+	b, nb := newLimiter(t, r, pfx, servicedesk.RateLimiterConfig{})
+	require.NoError(t, a.Wait(ctx, addEp, 0))
+	require.NoError(t, b.Wait(ctx, addEp, 0))
+	a.Done(addEp, outcome429("jira-quota-global-based", time.Hour))
+
+	sent := na.Load()
+	rateLimited(t, a.Wait(ctx, listEp, time.Second))
+	assert.Equal(t, int64(0), na.Load()-sent, "a pause from its own answer: refused without Redis")
+
+	rateLimited(t, b.Wait(ctx, listEp, time.Second)) // Redis says so, once
+	sent = nb.Load()
+	rateLimited(t, b.Wait(ctx, addEp, time.Second))
+	assert.Equal(t, int64(0), nb.Load()-sent, "a pause from a reply: refused without Redis")
+
+	r.kill()
+	for _, l := range []*limiter{a, b} {
+		apiErr := rateLimited(t, l.Wait(ctx, listEp, time.Second))
+		assert.Equal(t, "jira-quota-global-based", apiErr.RateLimit.Reason, "Redis gone, a known pause of an hour holds")
+	}
 }
 
 func TestAnAnswerWithNothingNewCostsNoRoundTrip(t *testing.T) {

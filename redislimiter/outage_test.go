@@ -52,7 +52,8 @@ func (h *recordingLogger) count(level slog.Level) int {
 // TestRedisKilledMidRun: a fleet loses Redis halfway through an import and
 // gets it back (empty) 1.5 s later. No call fails, no Wait takes longer
 // than it may, each process says once that Redis is gone, and they go back
-// to it.
+// to it. Each Wait is given at most 100 ms (and asked again when refused),
+// so that its bound is one a Wait comes near: the call's 30 s never is.
 func TestRedisKilledMidRun(t *testing.T) {
 	t.Parallel()
 	if testing.Short() {
@@ -63,7 +64,7 @@ func TestRedisKilledMidRun(t *testing.T) {
 	var restarted sync.WaitGroup
 	restarted.Add(1)
 	f := fleet{processes: 4, goroutines: 4, adds: 400, limit: 50, latency: 20 * time.Millisecond,
-		shared: true, redis: r, prefix: prefix(t), logger: log,
+		shared: true, redis: r, prefix: prefix(t), logger: log, waitCap: 100 * time.Millisecond,
 		halfway: func() {
 			r.kill()
 			go func() {
@@ -78,12 +79,18 @@ func TestRedisKilledMidRun(t *testing.T) {
 	restarted.Wait()
 	t.Log(res)
 	assert.Zero(t, res.failed, "failed calls: %v", res.errs)
+	refused := 0
 	for _, w := range res.waits {
 		// The bound, plus one Redis operation's timeout and the scheduler's slack.
 		if w.took > w.bound+r.opTimeout()+50*time.Millisecond {
 			t.Errorf("a Wait took %v, allowed %v (%v)", w.took, w.bound, w.err)
 		}
+		if w.err != nil {
+			refused++
+		}
 	}
+	t.Logf("%d Waits, %d refused within 100 ms and made again", len(res.waits), refused)
+	assert.Positive(t, refused, "the bound was one Waits came near")
 	assert.Equal(t, f.processes, log.count(slog.LevelWarn), "one warning a process")
 	assert.Positive(t, log.count(slog.LevelInfo), "Redis answers again")
 	rdb, _ := r.client(t)

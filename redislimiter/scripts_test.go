@@ -158,3 +158,57 @@ func TestACutRateRecovers(t *testing.T) {
 	a.Done(addEp, outcome429("", 0))
 	assert.InDelta(t, up*0.9, endpointState(t, a, addEp, "rate")[0], 1e-9, "cut right after a step up")
 }
+
+// TestWhatTheServerSaysIsLeftIsSpent: an answer that says fewer requests
+// are left than the bucket holds ('spend', for an endpoint's policy;
+// 'gspend', for Data Center's bucket) leaves only those to go at once.
+func TestWhatTheServerSaysIsLeftIsSpent(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	t.Run("an endpoint", func(t *testing.T) {
+		t.Parallel()
+		cfg := servicedesk.RateLimiterConfig{Rates: map[servicedesk.Endpoint]float64{addEp: 250}} // a bucket of 10, 239 a second
+		a, _ := newLimiter(t, shared, prefix(t), cfg)
+		require.NoError(t, a.Wait(ctx, addEp, 0)) // 9 left in the bucket
+		rl := noHeaders()
+		rl.Policies = []servicedesk.RateLimitPolicy{{Name: "jira-burst-based", Quota: 250, Window: time.Second, Remaining: 2, Reset: time.Now().Add(time.Second)}}
+		a.Done(addEp, servicedesk.Outcome{StatusCode: 204, RateLimit: rl})
+		n, took, _ := admitNowTimed(t, addEp, a)
+		assertBucket(t, n, 2, 239, took, "the server said 2 are left")
+	})
+	t.Run("data center", func(t *testing.T) {
+		t.Parallel()
+		a, _ := newLimiter(t, shared, prefix(t), servicedesk.RateLimiterConfig{})
+		require.NoError(t, a.Wait(ctx, listEp, 0))
+		a.Done(listEp, dataCenter(20, 200)) // a bucket of 8, 191 a second
+		time.Sleep(150 * time.Millisecond)  // full again
+		require.NoError(t, a.Wait(ctx, addEp, 0))
+		left := dataCenter(20, 200)
+		left.RateLimit.Remaining = 2
+		a.Done(addEp, left)
+		n, took, _ := admitNowTimed(t, listEp, a)
+		assertBucket(t, n, 2, 191, took, "the server said 2 are left")
+	})
+}
+
+// TestAPauseOfEverythingDropsTheDebt: the turns an endpoint had booked
+// ahead (here 10 s of them) are void once everything is paused, their
+// waiters booking again after the pause; after it, the endpoint is not
+// held for turns no one holds.
+func TestAPauseOfEverythingDropsTheDebt(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cfg := servicedesk.RateLimiterConfig{Rates: map[servicedesk.Endpoint]float64{addEp: 2}} // a bucket of 1, 1 a second
+	a, _ := newLimiter(t, shared, prefix(t), cfg)
+	require.NoError(t, a.Wait(ctx, addEp, 0))
+	rdb, _ := shared.client(t)
+	now := rdb.Time(ctx).Val()
+	require.NoError(t, rdb.HSet(ctx, a.endpoint(addEp).key, "tat", now.Add(10*time.Second).UnixMicro()).Err())
+	_, err := admitNow(t, addEp, a)
+	require.InDelta(t, 10*time.Second, rateLimited(t, err).RetryAfter, float64(time.Second), "10 s of turns booked")
+
+	require.NoError(t, a.Wait(ctx, listEp, 0))
+	a.Done(listEp, outcome429("jira-quota-global-based", 100*time.Millisecond))
+	time.Sleep(200 * time.Millisecond) // the pause is over
+	require.NoError(t, a.Wait(ctx, addEp, 0), "not held for the void turns")
+}
