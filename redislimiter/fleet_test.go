@@ -2,6 +2,7 @@ package redislimiter
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -33,6 +34,10 @@ type fleet struct {
 	logger *recordingLogger
 	// halfway, when set, runs once half the adds are done.
 	halfway func()
+	// waitCap, when set, is the most a limiter's Wait is given; a Wait
+	// refused within it is made again when its turn is nearer (see
+	// recordingLimiter), so that no Wait has long and none fails a call.
+	waitCap time.Duration
 }
 
 type fleetResult struct {
@@ -76,7 +81,7 @@ func (f fleet) run(tb testing.TB) fleetResult {
 		} else {
 			lim = servicedesk.NewRateLimiter(cfg)
 		}
-		lim = &recordingLimiter{RateLimiter: lim, record: func(w waited) {
+		lim = &recordingLimiter{RateLimiter: lim, cap: f.waitCap, record: func(w waited) {
 			mu.Lock()
 			r.waits = append(r.waits, w)
 			mu.Unlock()
@@ -149,21 +154,38 @@ func (r fleetResult) String() string {
 		r.elapsed.Round(time.Millisecond), float64(r.redisCommands)/float64(r.answers))
 }
 
-// recordingLimiter records how long each Wait took, and its bound.
+// recordingLimiter records how long each Wait took, and its bound. With
+// a cap, it gives each Wait at most cap of the call's maxWait and, when
+// that Wait is refused, sleeps until the turn it was refused is within cap
+// and asks again, while the call's maxWait lasts: a caller of its own
+// (the client fails a call its limiter refused).
 type recordingLimiter struct {
 	servicedesk.RateLimiter
+	cap    time.Duration
 	record func(waited)
 }
 
 func (l *recordingLimiter) Wait(ctx context.Context, ep servicedesk.Endpoint, maxWait time.Duration) error {
-	start := time.Now()
-	bound := maxWait
-	if d, ok := ctx.Deadline(); ok {
-		bound = min(bound, time.Until(d))
+	deadline := time.Now().Add(maxWait)
+	for {
+		start := time.Now()
+		left := time.Until(deadline)
+		wait := max(left, 0)
+		if l.cap > 0 {
+			wait = min(wait, l.cap)
+		}
+		bound := wait
+		if d, ok := ctx.Deadline(); ok {
+			bound = min(bound, time.Until(d))
+		}
+		err := l.RateLimiter.Wait(ctx, ep, wait)
+		l.record(waited{took: time.Since(start), bound: bound, err: err})
+		var apiErr *servicedesk.Error
+		if err == nil || wait >= left || !errors.As(err, &apiErr) || apiErr.StatusCode != 429 {
+			return err
+		}
+		time.Sleep(max(apiErr.RetryAfter-wait, time.Millisecond))
 	}
-	err := l.RateLimiter.Wait(ctx, ep, maxWait)
-	l.record(waited{took: time.Since(start), bound: bound, err: err})
-	return err
 }
 
 // TestAFleetPacesLikeOneClient: 16 processes, 8 goroutines each, against a

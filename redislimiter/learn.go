@@ -14,12 +14,14 @@ import (
 type op struct {
 	kind   opKind
 	wait   time.Duration // opPauseAll, opPauseEndpoint: how long
-	limit  float64       // opRate: the limit, requests a second; opGlobalRate: the rate
-	burst  int           // opGlobalRate: the bucket size
+	limit  float64       // opRate: the limit, requests a second; opGlobalRate: the fill
+	rate   float64       // opGlobalRate: the pace
+	burst  int           // opGlobalRate: the pace's burst
 	count  int           // opSpend, opGlobalSpend: what the server says is left
 	reason string        // pauses: the 429's RateLimit-Reason
 	policy string        // pauses, opRate: the policy
 	cause  string        // pauses: why, for refusals; opGiveBack: the reservation's epoch
+	turn   string        // opGiveBack: the reservation's turn
 }
 
 type opKind string
@@ -77,12 +79,10 @@ func opsFor(o servicedesk.Outcome, now time.Time) []op {
 	}
 	switch {
 	case rl.FillRate > 0 && rl.Interval > 0:
-		// Data Center: one bucket for all of this user's requests.
-		g := op{kind: opGlobalRate, limit: limits.BoundRate(float64(rl.FillRate) / rl.Interval.Seconds()), burst: 1}
-		if rl.Limit > 0 {
-			g.burst = min(rl.Limit, limits.MaxBurst)
-		}
-		ops = append(ops, g)
+		// Data Center: one bucket for all of this user's requests, paced
+		// with the same margin as a burst limit, as the governor paces it.
+		fill, rate, burst := limits.DataCenterPace(rl.FillRate, rl.Interval, rl.Limit)
+		ops = append(ops, op{kind: opGlobalRate, limit: fill, rate: rate, burst: burst})
 		if rl.Remaining >= 0 {
 			ops = append(ops, op{kind: opGlobalSpend, count: boundCount(rl.Remaining)})
 		}
@@ -140,7 +140,7 @@ func news(ops []op, st state) []op {
 				continue
 			}
 		case opGlobalRate:
-			if st.known && st.globalRate == o.limit && st.globalBurst == o.burst {
+			if st.known && st.globalLimit == o.limit && st.globalBurst == o.burst {
 				continue
 			}
 		case opGlobalSpend:
@@ -164,9 +164,11 @@ func (o op) args() []any {
 	case opSpend, opGlobalSpend:
 		return []any{string(o.kind), o.count, 0, 0, "", "", ""}
 	case opGlobalRate:
-		return []any{string(o.kind), f(o.limit), o.burst, 0, "", "", ""}
+		return []any{string(o.kind), f(o.limit), f(o.rate), o.burst, "", "", ""}
+	case opCut:
+		return []any{string(o.kind), f(limits.CloudDefaultRate), f(limits.MinRate), 0, "", "", ""}
 	case opGiveBack:
-		return []any{string(o.kind), 0, 0, 0, o.cause, "", ""}
+		return []any{string(o.kind), 0, 0, 0, o.cause, o.turn, ""}
 	}
 	return []any{string(o.kind), 0, 0, 0, "", "", ""}
 }

@@ -175,14 +175,16 @@ type endpoint struct {
 	pause          atomic.Pointer[limits.Pause]
 	mu             sync.Mutex
 	st             state
-	leases         []string                  // requests admitted through Redis, not yet done
-	locals         []servicedesk.RateLimiter // requests admitted in-process, by which limiter
+	leases         []string  // requests admitted through Redis, not yet done
+	locals         []*outage // requests admitted in-process, by which outage's limiter
 }
 
-// release is a lease to remove from an endpoint's flight set.
+// release is a lease to remove from an endpoint's flight set, and whether
+// its answer was served (a status below 400).
 type release struct {
-	e     *endpoint
-	lease string
+	e      *endpoint
+	lease  string
+	served bool
 }
 
 func (l *limiter) endpoint(ep servicedesk.Endpoint) *endpoint {
@@ -225,12 +227,28 @@ func (l *limiter) Wait(ctx context.Context, ep servicedesk.Endpoint, maxWait tim
 	}
 	e := l.endpoint(ep)
 	lease := l.proc + ":" + strconv.FormatUint(l.leases.Add(1), 36)
-	confirm, epoch := false, ""
+	confirm, epoch, turn := false, "", ""
 	// abandon gives back the turn a request reserved and will not take.
 	abandon := func() {
 		if confirm {
-			go l.giveBack(e, epoch)
+			go l.giveBack(e, epoch, turn)
 		}
+	}
+	// lost undoes what a script did for this request when the request left
+	// before the reply came (its context ended): the turn it booked, the
+	// lease it took.
+	lost := func(r reply) {
+		switch r.code {
+		case codeWait:
+			l.giveBack(e, r.epoch, r.turn)
+		case codeOK:
+			l.deferRelease(release{e, lease, false})
+		}
+	}
+	// refuse is the error of a request that cannot go out in time.
+	refuse := func(r limits.Refusal) error {
+		r.MaxWait, r.Waited, r.CtxFirst = max(maxWait, 0), now.Sub(start), ctxFirst
+		return refusal(r)
 	}
 	for {
 		if err := ctx.Err(); err != nil {
@@ -238,25 +256,27 @@ func (l *limiter) Wait(ctx context.Context, ep servicedesk.Endpoint, maxWait tim
 			return err
 		}
 		now = time.Now()
-		// refuse is the error of a request that cannot go out in time.
-		refuse := func(r limits.Refusal) error {
-			r.MaxWait, r.Waited, r.CtxFirst = max(maxWait, 0), now.Sub(start), ctxFirst
-			return refusal(r)
-		}
 		if p := l.pausedLocally(e, now); p != nil && p.Until.After(deadline) {
 			abandon()
 			return refuse(paused(p, p.Until.Sub(now)))
 		}
 		if o := l.outage.Load(); o != nil {
-			return l.waitLocally(ctx, e, o, deadline)
+			return l.waitLocally(ctx, e, o, deadline, refuse)
 		}
-		r, err := l.reserve(ctx, e, lease, confirm, epoch, deadline.Sub(now))
+		r, err := l.reserve(ctx, e, lease, confirm, epoch, deadline.Sub(now), lost)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			return l.waitLocally(ctx, e, l.fail(err), deadline)
+			return l.waitLocally(ctx, e, l.fail(err), deadline, refuse)
 		}
+		// The script weighed the wait against the budget as it stood when
+		// the request left; the wait is slept from when the reply came: a
+		// turn or a pause that would end after the deadline is refused
+		// here, the turn given back. Each pass of the loop thus ends, or
+		// sleeps to a time no later than the deadline, and a reply that
+		// comes after it with anything to wait ends it.
+		arrived := time.Now()
 		l.update(e, r.st)
 		switch r.code {
 		case codeOK:
@@ -265,16 +285,20 @@ func (l *limiter) Wait(ctx context.Context, ep servicedesk.Endpoint, maxWait tim
 		case codeRefusedPace:
 			return refuse(limits.Refusal{Wait: r.wait, Policy: r.policy, Rate: r.st.rate, Queued: r.queued})
 		case codeRefusedPause, codePaused:
-			p := &limits.Pause{Until: now.Add(r.wait), Reason: r.reason, Policy: r.policy, Cause: r.cause}
+			p := &limits.Pause{Until: arrived.Add(r.wait), Reason: r.reason, Policy: r.policy, Cause: r.cause}
 			l.remember(e, r.global, p)
-			if r.code == codeRefusedPause {
+			confirm = false
+			if r.code == codeRefusedPause || p.Until.After(deadline) {
 				return refuse(paused(p, r.wait))
 			}
-			confirm = false
 		case codeWait:
-			confirm, epoch = true, r.epoch
+			confirm, epoch, turn = true, r.epoch, r.turn
+			if arrived.Add(r.wait).After(deadline) {
+				abandon()
+				return refuse(limits.Refusal{Wait: r.wait, Policy: r.policy, Rate: r.st.rate, Queued: r.queued})
+			}
 		default:
-			return l.waitLocally(ctx, e, l.fail(fmt.Errorf("%w: code %d", errReply, r.code)), deadline)
+			return l.waitLocally(ctx, e, l.fail(fmt.Errorf("%w: code %d", errReply, r.code)), deadline, refuse)
 		}
 		if err := sleep(ctx, r.wait); err != nil {
 			abandon()
@@ -284,18 +308,23 @@ func (l *limiter) Wait(ctx context.Context, ep servicedesk.Endpoint, maxWait tim
 }
 
 // waitLocally is Wait during an outage: the pauses this process knows of,
-// then the in-process limiter.
-func (l *limiter) waitLocally(ctx context.Context, e *endpoint, o *outage, deadline time.Time) error {
+// then the in-process limiter. refuse words the refusal of a pause that
+// ends after the deadline.
+func (l *limiter) waitLocally(ctx context.Context, e *endpoint, o *outage, deadline time.Time, refuse func(limits.Refusal) error) error {
 	o.probe(l, e)
 	if p := l.pausedLocally(e, time.Now()); p != nil {
-		if err := sleep(ctx, time.Until(p.Until)); err != nil {
+		wait := time.Until(p.Until)
+		if p.Until.After(deadline) {
+			return refuse(paused(p, wait))
+		}
+		if err := sleep(ctx, wait); err != nil {
 			return err
 		}
 	}
 	if err := o.fallback.Wait(ctx, e.ep, max(0, time.Until(deadline))); err != nil {
 		return err
 	}
-	e.admitted("", o.fallback)
+	e.admitted("", o)
 	return nil
 }
 
@@ -307,8 +336,11 @@ func (l *limiter) Done(ep servicedesk.Endpoint, o servicedesk.Outcome) {
 	e := l.endpoint(ep)
 	lease, local := e.done()
 	if local != nil {
-		local.Done(ep, o)
+		local.fallback.Done(ep, share(o, local.fleet))
 	}
+	// served: an answer the site served, counted (in Redis, for the whole
+	// fleet) for the cut after a 429 that announces no limit.
+	served := o.StatusCode > 0 && o.StatusCode < 400
 	now := time.Now()
 	ops := opsFor(o, now)
 	for _, op := range ops {
@@ -323,13 +355,13 @@ func (l *limiter) Done(ep servicedesk.Endpoint, o servicedesk.Outcome) {
 	ops = news(ops, e.state())
 	if len(ops) == 0 {
 		if lease != "" {
-			l.deferRelease(release{e, lease})
+			l.deferRelease(release{e, lease, served})
 		}
 		return
 	}
 	rels := l.takePending()
 	if lease != "" {
-		rels = append(rels, release{e, lease})
+		rels = append(rels, release{e, lease, served})
 	}
 	r, err := l.learn(e, ops, rels)
 	if err != nil {
@@ -339,8 +371,9 @@ func (l *limiter) Done(ep servicedesk.Endpoint, o servicedesk.Outcome) {
 	l.update(e, r.st)
 }
 
-// reserve runs reserveScript for a request to e.
-func (l *limiter) reserve(ctx context.Context, e *endpoint, lease string, confirm bool, epoch string, budget time.Duration) (reply, error) {
+// reserve runs reserveScript for a request to e; lost is given the reply
+// that comes after ctx ended.
+func (l *limiter) reserve(ctx context.Context, e *endpoint, lease string, confirm bool, epoch string, budget time.Duration, lost func(reply)) (reply, error) {
 	mode := "r"
 	if confirm {
 		mode = "c"
@@ -351,7 +384,7 @@ func (l *limiter) reserve(ctx context.Context, e *endpoint, lease string, confir
 	}
 	keys, args := l.scriptArgs(e, l.takePending())
 	args = append(args, mode, max(budget, 0).Microseconds(), lease, epoch, member)
-	return l.run(ctx, reserveScript, keys, args)
+	return l.run(ctx, reserveScript, keys, args, lost)
 }
 
 // learn runs learnScript: ops for e, and releases.
@@ -361,7 +394,7 @@ func (l *limiter) learn(e *endpoint, ops []op, rels []release) (reply, error) {
 	for _, o := range ops {
 		args = append(args, o.args()...)
 	}
-	return l.run(context.Background(), learnScript, keys, args)
+	return l.run(context.Background(), learnScript, keys, args, nil)
 }
 
 // scriptArgs are the keys and the first arguments of every script (see
@@ -375,15 +408,23 @@ func (l *limiter) scriptArgs(e *endpoint, rels []release) ([]string, []any) {
 	}
 	args := []any{l.proc, l.timing.key.Milliseconds(), l.timing.lease.Milliseconds(),
 		strconv.FormatFloat(n, 'g', -1, 64), strconv.FormatFloat(rate, 'g', -1, 64), burst, len(rels)}
+	// Each released endpoint's flight set and hash, by index in KEYS.
 	index := map[*endpoint]int{e: 3}
 	for _, r := range rels {
 		i, ok := index[r.e]
 		if !ok {
-			keys = append(keys, r.e.flightKey)
-			i = len(keys)
+			keys = append(keys, r.e.flightKey, r.e.key)
+			i = len(keys) - 1
 			index[r.e] = i
 		}
-		args = append(args, i, r.lease)
+		h, served := i+1, "0"
+		if r.e == e {
+			h = 1
+		}
+		if r.served {
+			served = "1"
+		}
+		args = append(args, i, h, r.lease, served)
 	}
 	return keys, args
 }
@@ -393,8 +434,10 @@ var errTimeout = errors.New("no answer in time")
 // run runs a script within the operation timeout, whatever the client's
 // own timeouts (go-redis ignores a context's deadline unless
 // ContextTimeoutEnabled): past it, the caller goes on and the operation
-// ends in the background. ctx ends the wait too.
-func (l *limiter) run(ctx context.Context, s *redis.Script, keys []string, args []any) (reply, error) {
+// ends in the background. ctx ends the wait too, but not the script, which
+// may have run: its reply, when it comes, goes to lost (when not nil), in
+// the background.
+func (l *limiter) run(ctx context.Context, s *redis.Script, keys []string, args []any, lost func(reply)) (reply, error) {
 	type result struct {
 		v   any
 		err error
@@ -417,16 +460,26 @@ func (l *limiter) run(ctx context.Context, s *redis.Script, keys []string, args 
 	case <-t.C:
 		return reply{}, fmt.Errorf("redislimiter: Redis: %w after %v", errTimeout, l.timing.op)
 	case <-ctx.Done():
+		if lost != nil {
+			go func() {
+				if r := <-done; r.err == nil {
+					if rep, err := parseReply(r.v); err == nil {
+						lost(rep)
+					}
+				}
+			}()
+		}
 		return reply{}, ctx.Err()
 	}
 }
 
-// giveBack returns the slot of a reservation its caller gave up.
-func (l *limiter) giveBack(e *endpoint, epoch string) {
+// giveBack returns the turn of a reservation its caller gave up, when no
+// turn was booked after it.
+func (l *limiter) giveBack(e *endpoint, epoch, turn string) {
 	if l.outage.Load() != nil {
 		return
 	}
-	if _, err := l.learn(e, []op{{kind: opGiveBack, cause: epoch}}, nil); err != nil {
+	if _, err := l.learn(e, []op{{kind: opGiveBack, cause: epoch, turn: turn}}, nil); err != nil {
 		l.fail(err)
 	}
 }
@@ -501,8 +554,8 @@ func (e *endpoint) state() state {
 }
 
 // admitted records a request let through: by Redis (a lease) or by an
-// in-process limiter.
-func (e *endpoint) admitted(lease string, local servicedesk.RateLimiter) {
+// outage's in-process limiter.
+func (e *endpoint) admitted(lease string, local *outage) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if local != nil {
@@ -514,7 +567,7 @@ func (e *endpoint) admitted(lease string, local servicedesk.RateLimiter) {
 
 // done takes the record of one request let through, the in-process ones
 // first; Done does not say which request it is about, and any one will do.
-func (e *endpoint) done() (lease string, local servicedesk.RateLimiter) {
+func (e *endpoint) done() (lease string, local *outage) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if n := len(e.locals); n > 0 {

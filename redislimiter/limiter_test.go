@@ -2,7 +2,10 @@ package redislimiter
 
 import (
 	"context"
+	"errors"
+	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -222,6 +225,14 @@ func TestWhatTheServerSaysIsBounded(t *testing.T) {
 		b, _ := newLimiter(t, shared, pfx, servicedesk.RateLimiterConfig{})
 		apiErr := rateLimited(t, b.Wait(ctx, listEp, time.Second))
 		assert.InDelta(t, 24*time.Hour, apiErr.RetryAfter, float64(time.Second), "31 years")
+		// Bounded where it is kept, too (a reply's wait is bounded again
+		// when read, which hid a pause of 31 years kept in Redis).
+		rdb, _ := shared.client(t)
+		pu, err := rdb.HGet(ctx, a.globalKey, "pu").Float64()
+		require.NoError(t, err)
+		now := rdb.Time(ctx).Val()
+		assert.LessOrEqual(t, time.Duration(pu-float64(now.UnixMicro()))*time.Microsecond, maxPause, "the pause kept in Redis")
+		assert.LessOrEqual(t, rdb.PTTL(ctx, a.globalKey).Val(), keyTTL+maxPause, "its key's TTL")
 	})
 	t.Run("a reason", func(t *testing.T) {
 		t.Parallel()
@@ -248,6 +259,37 @@ func TestWhatTheServerSaysIsBounded(t *testing.T) {
 			assert.LessOrEqual(t, apiErr.RetryAfter, time.Minute+time.Second, name+": at least one request a minute")
 		}
 	})
+}
+
+// TestAPauseIsRememberedInProcess: a process refuses what it knows is
+// paused without a round trip to Redis, whether it learned the pause from
+// an answer of its own or from a reply saying another process's answer
+// paused it, and keeps the pause when Redis goes.
+func TestAPauseIsRememberedInProcess(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	r := ownRedis(t)
+	pfx := prefix(t)
+	a, na := newLimiter(t, r, pfx, servicedesk.RateLimiterConfig{})
+	b, nb := newLimiter(t, r, pfx, servicedesk.RateLimiterConfig{})
+	require.NoError(t, a.Wait(ctx, addEp, 0))
+	require.NoError(t, b.Wait(ctx, addEp, 0))
+	a.Done(addEp, outcome429("jira-quota-global-based", time.Hour))
+
+	sent := na.Load()
+	rateLimited(t, a.Wait(ctx, listEp, time.Second))
+	assert.Equal(t, int64(0), na.Load()-sent, "a pause from its own answer: refused without Redis")
+
+	rateLimited(t, b.Wait(ctx, listEp, time.Second)) // Redis says so, once
+	sent = nb.Load()
+	rateLimited(t, b.Wait(ctx, addEp, time.Second))
+	assert.Equal(t, int64(0), nb.Load()-sent, "a pause from a reply: refused without Redis")
+
+	r.kill()
+	for _, l := range []*limiter{a, b} {
+		apiErr := rateLimited(t, l.Wait(ctx, listEp, time.Second))
+		assert.Equal(t, "jira-quota-global-based", apiErr.RateLimit.Reason, "Redis gone, a known pause of an hour holds")
+	}
 }
 
 func TestAnAnswerWithNothingNewCostsNoRoundTrip(t *testing.T) {
@@ -362,35 +404,120 @@ func TestAnInvalidConfigurationFailsBeforeSending(t *testing.T) {
 	assert.Zero(t, n.Load(), "nothing sent to Redis")
 }
 
+// TestACancelledWaitGivesItsTurnBack: a waiter that gives up gives its
+// turn back when it is the last booked, restoring the schedule exactly,
+// so waiters giving up last first leave it as it was; a turn with others
+// booked after it is left as a gap, as the governor's pacer leaves it
+// (giving it back would let a new request take a turn still held).
 func TestACancelledWaitGivesItsTurnBack(t *testing.T) {
 	t.Parallel()
 	// A bucket of 1 paced at 1 a second: the waiters' turns are a second
 	// and more away, so none comes up before they give up, however slowly
 	// a loaded machine runs the test.
 	cfg := servicedesk.RateLimiterConfig{Rates: map[servicedesk.Endpoint]float64{addEp: 2}}
-	pfx := prefix(t)
-	a, _ := newLimiter(t, shared, pfx, cfg)
+	a, h := hookedLimiter(t, cfg, shared.opTimeout())
+	ctx := context.Background()
+	a.Done(listEp, outcome429("jira-burst-based", time.Millisecond)) // loads learnScript: a give-back is one script, EVALSHA
 	_, _ = admitNow(t, addEp, a)
-
-	// Ten waiters queue for 10 s, and give up.
-	ctx, cancel := context.WithCancel(context.Background())
-	errs := make(chan error, 10)
-	for range 10 {
-		go func() { errs <- a.Wait(ctx, addEp, time.Minute) }()
-	}
-	time.Sleep(50 * time.Millisecond)
-	cancel()
-	for range 10 {
-		require.ErrorIs(t, <-errs, context.Canceled)
-	}
-	// Their turns are given back at once: the bucket is as it was (empty,
-	// a second from full), not 11 s from full.
 	rdb, _ := shared.client(t)
-	require.Eventually(t, func() bool {
-		tat, _ := rdb.HGet(context.Background(), a.endpoint(addEp).key, "tat").Float64()
-		now, _ := rdb.Time(context.Background()).Result()
-		return tat-float64(now.UnixMicro()) < float64(1500*time.Millisecond/time.Microsecond)
-	}, 500*time.Millisecond, 5*time.Millisecond)
+	key := a.endpoint(addEp).key
+	tat := func() string { return rdb.HGet(ctx, key, "tat").Val() }
+
+	// Four waiters queue, one after the other: tats[i] is the schedule's
+	// end once i of them hold turns.
+	tats := []string{tat()}
+	var cancels []context.CancelFunc
+	var errs []chan error
+	for i := range 4 {
+		wctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- a.Wait(wctx, addEp, time.Minute) }()
+		require.Eventually(t, func() bool { return tat() != tats[i] }, 5*time.Second, time.Millisecond, "waiter %d booked", i)
+		tats = append(tats, tat())
+		cancels, errs = append(cancels, cancel), append(errs, done)
+	}
+	giveUp := func(i int) {
+		t.Helper()
+		backs := h.backs.Load()
+		cancels[i]()
+		require.ErrorIs(t, <-errs[i], context.Canceled)
+		require.Eventually(t, func() bool { return h.backs.Load() > backs }, 5*time.Second, time.Millisecond, "waiter %d gave its turn back", i)
+	}
+
+	giveUp(0) // the first in line: three turns are booked after it
+	assert.Equal(t, tats[4], tat(), "a turn in the middle is a gap")
+	for i := 3; i >= 1; i-- {
+		giveUp(i)
+		assert.Equal(t, tats[i], tat(), "waiter %d's turn, the last, given back exactly", i)
+	}
+}
+
+// TestGivingBackAnEarlyTurnDoublesNoLaterOne: ten requests queue and give
+// up while ten more behind them keep their turns; ten new ones come. The
+// turns given up are not the tail and stay gaps: no new request gets a
+// turn another still holds. ('back' moved tat back one interval for each,
+// wherever it was in the schedule: 16 requests sent within a second at a
+// limit of 10.)
+func TestGivingBackAnEarlyTurnDoublesNoLaterOne(t *testing.T) {
+	t.Parallel()
+	cfg := servicedesk.RateLimiterConfig{Rates: map[servicedesk.Endpoint]float64{addEp: 10}} // 8 a second, a bucket of 1
+	for name, lim := range bothLimiters(t, cfg) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			require.NoError(t, lim.Wait(context.Background(), addEp, 0))
+			var mu sync.Mutex
+			var sent []time.Time
+			var wg sync.WaitGroup
+			queue := func(ctx context.Context, n int) {
+				for range n {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						err := lim.Wait(ctx, addEp, time.Minute)
+						if err == nil {
+							mu.Lock()
+							sent = append(sent, time.Now())
+							mu.Unlock()
+							lim.Done(addEp, servicedesk.Outcome{StatusCode: 204, RateLimit: noHeaders()})
+						} else if !errors.Is(err, context.Canceled) {
+							t.Error(err)
+						}
+					}()
+				}
+			}
+			early, cancel := context.WithCancel(context.Background())
+			queue(early, 10) // turns 1..10, from 125 ms
+			time.Sleep(30 * time.Millisecond)
+			queue(context.Background(), 10) // turns 11..20
+			time.Sleep(30 * time.Millisecond)
+			cancel() // before the first turn comes
+			time.Sleep(40 * time.Millisecond)
+			queue(context.Background(), 10)
+			wg.Wait()
+			assert.LessOrEqual(t, mostWithinASecond(sent), 10, "requests sent within one second, limit 10 a second (paced at 8)")
+		})
+	}
+}
+
+// mostWithinASecond is the most of times that fall within one second.
+func mostWithinASecond(times []time.Time) int {
+	sort.Slice(times, func(i, j int) bool { return times[i].Before(times[j]) })
+	most := 0
+	for i := range times {
+		n := 0
+		for j := i; j < len(times) && times[j].Sub(times[i]) < time.Second; j++ {
+			n++
+		}
+		most = max(most, n)
+	}
+	return most
+}
+
+// bothLimiters is the in-process governor and this limiter, for a test of
+// a rule both keep.
+func bothLimiters(t *testing.T, cfg servicedesk.RateLimiterConfig) map[string]servicedesk.RateLimiter {
+	l, _ := newLimiter(t, shared, prefix(t), cfg)
+	return map[string]servicedesk.RateLimiter{"governor": servicedesk.NewRateLimiter(cfg), "redis": l}
 }
 
 // TestReservationsAtAnOldPaceAreMadeAgain: requests waiting their turn at
@@ -433,4 +560,215 @@ func outcome429(reason string, wait time.Duration) servicedesk.Outcome {
 
 func noHeaders() servicedesk.RateLimit {
 	return servicedesk.RateLimit{Limit: -1, Remaining: -1, FillRate: -1, RetryAfter: -1}
+}
+
+// TestASlowReplyKeepsTheDeadline: a reply that takes 300 ms to come back
+// says "wait" for a turn the script found within the deadline when it
+// ran; counted from when the reply came, the turn is after the deadline.
+// Wait refuses at once with its 429 (it slept into the context's deadline
+// and returned the context's error), and gives the turn back.
+func TestASlowReplyKeepsTheDeadline(t *testing.T) {
+	t.Parallel()
+	cfg := servicedesk.RateLimiterConfig{Rates: map[servicedesk.Endpoint]float64{addEp: 2}} // a bucket of 1, 1 a second
+	l, h := hookedLimiter(t, cfg, time.Second)
+	require.NoError(t, l.Wait(context.Background(), addEp, 0)) // the one token: the next turn is a second away
+	rdb, _ := shared.client(t)
+	key := l.endpoint(addEp).key
+	tat := rdb.HGet(context.Background(), key, "tat").Val()
+
+	// The script runs within 200 ms of this; its reply comes 300 ms later:
+	// the turn, a second after the first, is 100 ms past the deadline.
+	h.delay.Store(int64(300 * time.Millisecond))
+	ctx, cancel := context.WithTimeout(context.Background(), 1100*time.Millisecond)
+	defer cancel()
+	err := l.Wait(ctx, addEp, time.Minute)
+	require.ErrorIs(t, err, servicedesk.ErrRateLimited, "the limiter's 429, not the context's error")
+	apiErr := rateLimited(t, err)
+	assert.Contains(t, apiErr.Message, "paced at 1 a second; the context's deadline comes first")
+	assert.NoError(t, ctx.Err(), "refused before the deadline")
+	require.Eventually(t, func() bool { return rdb.HGet(context.Background(), key, "tat").Val() == tat },
+		5*time.Second, 10*time.Millisecond, "the turn given back")
+}
+
+// TestAReplyPastTheDeadlineIsNotSlept: whatever a reply says (a script's
+// answer is read back from the network), Wait does not sleep past its
+// deadline: a turn 10 s away is refused at once, not slept (until the
+// test's context ended it, 2 s later).
+func TestAReplyPastTheDeadlineIsNotSlept(t *testing.T) {
+	t.Parallel()
+	l, h := hookedLimiter(t, servicedesk.RateLimiterConfig{}, opTimeout)
+	forged := forgedReply(codeWait, 10*time.Second)
+	h.forged.Store(&forged)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	apiErr := rateLimited(t, l.Wait(ctx, addEp, 100*time.Millisecond))
+	assert.InDelta(t, 10*time.Second, apiErr.RetryAfter, float64(time.Millisecond))
+	assert.NoError(t, ctx.Err())
+}
+
+// TestARepeatedZeroWaitEndsAtTheDeadline: a reply "paused, wait 0" over
+// and over (a pause that ends as it is read, a broken reply) does not
+// keep Wait asking Redis past its deadline: with no time allowed, one
+// script; with 50 ms, a 429 once they are over (it looped, 61,346
+// scripts in a second, until the context ended).
+func TestARepeatedZeroWaitEndsAtTheDeadline(t *testing.T) {
+	t.Parallel()
+	for _, maxWait := range []time.Duration{0, 50 * time.Millisecond} {
+		l, h := hookedLimiter(t, servicedesk.RateLimiterConfig{}, opTimeout)
+		forged := forgedReply(codePaused, 0)
+		h.forged.Store(&forged)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		err := l.Wait(ctx, addEp, maxWait)
+		assert.ErrorIs(t, err, servicedesk.ErrRateLimited, "maxWait %v", maxWait)
+		assert.NoError(t, ctx.Err(), "maxWait %v: ended before the context", maxWait)
+		if maxWait == 0 {
+			assert.Equal(t, int64(1), h.evals.Load(), "scripts run")
+		}
+		cancel()
+	}
+}
+
+// dataCenter is an answer of Data Center: a bucket of limit tokens for all
+// of the user's requests, refilled at fill a second.
+func dataCenter(limit, fill int) servicedesk.Outcome {
+	return servicedesk.Outcome{StatusCode: 200, RateLimit: servicedesk.RateLimit{
+		Limit: limit, Remaining: -1, FillRate: fill, Interval: time.Second, RetryAfter: -1}}
+}
+
+// TestAHeldRequestDoesNotSpendTheDataCenterTurnEarly: a request that its
+// endpoint's pace holds back a second takes its turn on Data Center's
+// bucket at that second, not at the bucket's own next turn (the governor
+// books both at the later of the two): a turn spent early was free again
+// when the request went, and another took it, two requests at once from a
+// bucket of 1.
+func TestAHeldRequestDoesNotSpendTheDataCenterTurnEarly(t *testing.T) {
+	t.Parallel()
+	cfg := servicedesk.RateLimiterConfig{Rates: map[servicedesk.Endpoint]float64{addEp: 2}} // Adds: 1 a second
+	for name, lim := range bothLimiters(t, cfg) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			require.NoError(t, lim.Wait(ctx, listEp, 0))
+			lim.Done(listEp, dataCenter(1, 4)) // a bucket of 1, 4 a second (paced at 3)
+			var mu sync.Mutex
+			var sent []time.Time
+			var wg sync.WaitGroup
+			send := func(ep servicedesk.Endpoint) {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if err := lim.Wait(ctx, ep, 5*time.Second); err != nil {
+						t.Error(err)
+						return
+					}
+					mu.Lock()
+					sent = append(sent, time.Now())
+					mu.Unlock()
+				}()
+				time.Sleep(10 * time.Millisecond)
+			}
+			send(addEp) // at once
+			send(addEp) // held a second by the Adds' pace
+			for range 3 {
+				send(listEp)
+			}
+			wg.Wait()
+			sort.Slice(sent, func(i, j int) bool { return sent[i].Before(sent[j]) })
+			for i := 1; i < len(sent); i++ {
+				assert.GreaterOrEqual(t, sent[i].Sub(sent[i-1]), 150*time.Millisecond, "two requests from a bucket of 1 refilled 4 a second")
+			}
+		})
+	}
+}
+
+// TestACancelledWaitGivesItsDataCenterTurnBack: a waiter held by Data
+// Center's bucket that gives up gives that turn back too, exactly, as the
+// governor gives back both of a waiter's turns (it was never given back:
+// the bucket stayed a turn behind).
+func TestACancelledWaitGivesItsDataCenterTurnBack(t *testing.T) {
+	t.Parallel()
+	a, h := hookedLimiter(t, servicedesk.RateLimiterConfig{}, shared.opTimeout())
+	ctx := context.Background()
+	require.NoError(t, a.Wait(ctx, listEp, 0))
+	a.Done(listEp, dataCenter(1, 1)) // a bucket of 1, refilled every second or two
+	_, _ = admitNow(t, addEp, a)
+	rdb, _ := shared.client(t)
+	tat := func() string { return rdb.HGet(ctx, a.globalKey, "tat").Val() }
+	before := tat()
+
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- a.Wait(wctx, addEp, time.Minute) }()
+	require.Eventually(t, func() bool { return tat() != before }, 5*time.Second, time.Millisecond, "the waiter booked")
+	cancel()
+	require.ErrorIs(t, <-done, context.Canceled)
+	require.Eventually(t, func() bool { return h.backs.Load() == 1 }, 5*time.Second, time.Millisecond, "the turn given back")
+	assert.Equal(t, before, tat(), "Data Center's bucket as it was")
+}
+
+// TestADataCenterBucketIsPacedWithTheGovernorsMargin: Data Center's bucket
+// is paced like a burst limit, a request short of it (limits.DataCenterPace:
+// PaceRate, PaceBurst, at most Limit-1), not at its fill rate with its whole
+// bucket as the burst: a full bucket of 20 spent at once, to the last token
+// the server holds.
+func TestADataCenterBucketIsPacedWithTheGovernorsMargin(t *testing.T) {
+	t.Parallel()
+	for name, lim := range bothLimiters(t, servicedesk.RateLimiterConfig{}) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			require.NoError(t, lim.Wait(ctx, listEp, 0))
+			lim.Done(listEp, dataCenter(20, 200)) // 20 tokens, 200 a second
+			time.Sleep(150 * time.Millisecond)    // the bucket fills again
+			n, start := 0, time.Now()
+			for ; n < 100 && lim.Wait(ctx, addEp, 0) == nil; n++ {
+			}
+			// PaceBurst(200) = 8 at once, and what refilled at 191 a second.
+			assertBucket(t, n, 8, 191, time.Since(start), "a Data Center bucket of 20")
+			if l, ok := lim.(*limiter); ok {
+				rdb, _ := shared.client(t)
+				g := rdb.HMGet(ctx, l.globalKey, "n", "rate", "burst").Val()
+				assert.Equal(t, []any{"200", "191", "8"}, g, "fill, pace and burst kept in Redis")
+			}
+		})
+	}
+}
+
+// TestAWaitCancelledWhileItsScriptRunsGivesBackWhatItTook: a Wait whose
+// context ends while its script's reply is on its way returns at once;
+// what the script did for it is undone when the reply comes: the turn it
+// booked is given back, the lease it took released (they were kept, the
+// turn for good, the lease for its two minutes, counted in flight).
+func TestAWaitCancelledWhileItsScriptRunsGivesBackWhatItTook(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rdb, _ := shared.client(t)
+	cancelled := func(l *limiter, h *replyHook) {
+		t.Helper()
+		h.delay.Store(int64(300 * time.Millisecond)) // the script runs; its reply is late
+		wctx, cancel := context.WithCancel(ctx)
+		time.AfterFunc(100*time.Millisecond, cancel)
+		require.ErrorIs(t, l.Wait(wctx, addEp, time.Minute), context.Canceled)
+		h.delay.Store(0)
+	}
+
+	t.Run("a turn", func(t *testing.T) {
+		t.Parallel()
+		cfg := servicedesk.RateLimiterConfig{Rates: map[servicedesk.Endpoint]float64{addEp: 2}} // a bucket of 1, 1 a second
+		l, h := hookedLimiter(t, cfg, time.Second)
+		require.NoError(t, l.Wait(ctx, addEp, 0))
+		key := l.endpoint(addEp).key
+		tat := rdb.HGet(ctx, key, "tat").Val()
+		cancelled(l, h)
+		require.Eventually(t, func() bool { return h.backs.Load() > 0 }, 5*time.Second, time.Millisecond, "given back")
+		assert.Equal(t, tat, rdb.HGet(ctx, key, "tat").Val(), "the schedule as it was")
+	})
+	t.Run("a lease", func(t *testing.T) {
+		t.Parallel()
+		l, h := hookedLimiter(t, servicedesk.RateLimiterConfig{}, time.Second)
+		cancelled(l, h)
+		flight := l.endpoint(addEp).flightKey
+		require.Eventually(t, func() bool { return rdb.Exists(ctx, flight).Val() == 1 }, 5*time.Second, time.Millisecond, "admitted")
+		require.Eventually(t, func() bool { return rdb.ZCard(ctx, flight).Val() == 0 }, 5*time.Second, time.Millisecond, "its lease released")
+	})
 }

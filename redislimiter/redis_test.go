@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
+	"github.com/servicedesk-go/servicedesk"
 )
 
 // The tests run against a real redis-server, started on a free loopback
@@ -209,4 +211,59 @@ func (h countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pro
 // prefix is a key prefix of the test's own.
 func prefix(t testing.TB) string {
 	return "test:" + t.Name() + ":" + strconv.FormatInt(time.Now().UnixNano(), 36) + ":"
+}
+
+// replyHook delays every script's reply (a Redis a WAN link away), or
+// answers scripts itself (a reply the limiter must not trust past its own
+// deadline), and counts the scripts run, and those that gave a turn back,
+// once they have run.
+type replyHook struct {
+	delay  atomic.Int64 // ns added after the server answered
+	forged atomic.Pointer[[]any]
+	evals  atomic.Int64
+	backs  atomic.Int64
+}
+
+func (h *replyHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *replyHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+func (h *replyHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if cmd.Name() != "evalsha" && cmd.Name() != "eval" {
+			return next(ctx, cmd)
+		}
+		defer h.evals.Add(1)
+		if slices.Contains(cmd.Args(), any(string(opGiveBack))) {
+			defer h.backs.Add(1)
+		}
+		if v := h.forged.Load(); v != nil {
+			cmd.(*redis.Cmd).SetVal(*v)
+			return nil
+		}
+		err := next(ctx, cmd)
+		time.Sleep(time.Duration(h.delay.Load()))
+		return err
+	}
+}
+
+// hookedLimiter is a limiter on the shared server whose client goes
+// through a replyHook; op is its operation timeout.
+func hookedLimiter(t *testing.T, cfg servicedesk.RateLimiterConfig, op time.Duration) (*limiter, *replyHook) {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: shared.addr})
+	t.Cleanup(func() { rdb.Close() })
+	h := &replyHook{}
+	rdb.AddHook(h)
+	l := New(rdb, cfg, WithKeyPrefix(prefix(t))).(*limiter)
+	l.timing.op = op
+	return l, h
+}
+
+// forgedReply is a script's reply of code, saying wait.
+func forgedReply(code int, wait time.Duration) []any {
+	return []any{int64(code), wait.Microseconds(), "", "", "e", "0:0", "0", "0", int64(1), int64(0), int64(0),
+		int64(0), "0", int64(1), int64(0), int64(-1), "", int64(0), "", "0"}
 }

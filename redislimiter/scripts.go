@@ -15,7 +15,7 @@ import (
 // ({prefix}) so that a script touching them runs on one Cluster slot:
 //
 //	{prefix}ep:<method> <path>      hash: an endpoint's pacing and pause
-//	{prefix}global                  hash: the pause of every endpoint; Data Center's bucket
+//	{prefix}global                  hash: the pause of every endpoint; Data Center's bucket (its fill n, pace, burst)
 //	{prefix}flight:<method> <path>  sorted set: an endpoint's requests in flight, scored by expiry
 //	{prefix}flight                  sorted set: every request in flight
 //	{prefix}members                 sorted set: processes that reserved lately
@@ -29,43 +29,87 @@ import (
 // wait: epoch changes when reservations are void (a pause began, the rate
 // fell), and a void one is made again.
 
+// paceLua is limits.PaceBurst and limits.PaceRate in Lua, for the rules
+// the scripts apply in Redis (TestPaceLuaIsLimits checks they agree).
+const paceLua = `
+-- pburst is limits.PaceBurst of a limit (or a pace).
+local function pburst(n) return math.min(math.max(1, math.floor(0.04 * n)), 65536) end
+-- prate is limits.PaceRate of a limit.
+local function prate(n)
+  local b = pburst(n)
+  if n >= 10 then return n - b - 1 end
+  return math.max(n - b, 0.5 * n, 1 / 60)
+end
+`
+
 // prelude loads the state every script needs, after removing the leases of
-// requests that are done. KEYS: ep, global, ep flight, flight, members,
-// then more flight sets. ARGV: process id, key TTL ms, lease TTL ms, the
+// requests that are done and counting the answers served among them.
+// KEYS: ep, global, ep flight, flight, members, then more flight sets and
+// endpoint hashes. ARGV: process id, key TTL ms, lease TTL ms, the
 // endpoint's starting limit, rate and burst, the number of releases and
-// the releases (index in KEYS of their flight set, lease).
+// the releases (index in KEYS of their flight set and of their endpoint's
+// hash, lease, "1" when the answer was served: a status below 400).
 const prelude = `
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local nowms = math.floor(now / 1000)
+local tenth = math.floor(nowms / 100)
 local proc, keyttl, leasettl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local function num(x) return string.format('%.17g', x) end
--- pburst is paceBurst (policy.go) of a pace.
-local function pburst(r) return math.min(math.max(1, math.floor(0.04 * r)), 65536) end
+` + paceLua + `
+-- An endpoint's answers served in the last second are counted by tenth of
+-- a second, in ten fields of its hash (sv0..sv9: "tenth:count"), as the
+-- governor counts them, for the whole fleet.
+local function count(key)
+  local f = 'sv' .. (tenth % 10)
+  local v = redis.call('HGET', key, f)
+  local c = 0
+  if v then
+    local vt, vc = string.match(v, '^(%d+):(%d+)$')
+    if tonumber(vt) == tenth then c = tonumber(vc) end
+  end
+  redis.call('HSET', key, f, string.format('%d:%d', tenth, c + 1))
+  if redis.call('PTTL', key) == -1 then redis.call('PEXPIRE', key, keyttl) end
+end
+local function served(key)
+  local vs = redis.call('HMGET', key, 'sv0', 'sv1', 'sv2', 'sv3', 'sv4', 'sv5', 'sv6', 'sv7', 'sv8', 'sv9')
+  local n = 0
+  for i = 1, 10 do
+    if vs[i] then
+      local vt, vc = string.match(vs[i], '^(%d+):(%d+)$')
+      if vt and tenth - tonumber(vt) < 10 then n = n + tonumber(vc) end
+    end
+  end
+  return n
+end
 
 local argi = 8
 for i = 1, tonumber(ARGV[7]) do
-  redis.call('ZREM', KEYS[tonumber(ARGV[argi])], ARGV[argi + 1])
-  redis.call('ZREM', KEYS[4], ARGV[argi + 1])
-  argi = argi + 2
+  redis.call('ZREM', KEYS[tonumber(ARGV[argi])], ARGV[argi + 2])
+  redis.call('ZREM', KEYS[4], ARGV[argi + 2])
+  if ARGV[argi + 3] == '1' then count(KEYS[tonumber(ARGV[argi + 1])]) end
+  argi = argi + 4
 end
 
 local e = {}
-local E = redis.call('HMGET', KEYS[1], 'n', 'rate', 'burst', 'tat', 'epoch', 'pu', 'pr', 'pw', 'cut', 'lc', 'ceil', 'src', 'ge', 'ln', 'pp')
+local E = redis.call('HMGET', KEYS[1], 'n', 'rate', 'burst', 'tat', 'epoch', 'pu', 'pr', 'pw', 'cut', 'lc', 'ceil', 'src', 'ge', 'ln', 'pp', 'lu')
 if E[2] then
   e.n, e.rate, e.burst, e.tat, e.epoch = tonumber(E[1]) or 0, tonumber(E[2]) or 0, tonumber(E[3]) or 1, tonumber(E[4]) or now, tonumber(E[5]) or 0
   e.pu, e.pr, e.pw, e.cut, e.lc = tonumber(E[6]) or 0, E[7] or '', E[8] or '', tonumber(E[9]) or 0, tonumber(E[10]) or 0
   e.ceil, e.src, e.ge, e.ln, e.pp = tonumber(E[11]) or 0, E[12] or '', tonumber(E[13]) or -1, tonumber(E[14]) or 0, E[15] or ''
+  e.lu = tonumber(E[16]) or 0
 else
   e.n, e.rate, e.burst, e.tat, e.epoch = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), now, 0
   e.pu, e.pr, e.pw, e.cut, e.lc, e.ceil, e.src, e.ge, e.ln, e.pp = 0, '', '', 0, 0, e.rate, '', -1, 0, ''
+  e.lu = 0
 end
 if e.burst < 1 then e.burst = 1 end
 local efull = not E[2] -- save every field, not only tat
-local G = redis.call('HMGET', KEYS[2], 'pu', 'pr', 'pw', 'rate', 'burst', 'tat', 'epoch', 'pp')
+local G = redis.call('HMGET', KEYS[2], 'pu', 'pr', 'pw', 'rate', 'burst', 'tat', 'epoch', 'pp', 'n')
 local g = {pu = tonumber(G[1]) or 0, pr = G[2] or '', pw = G[3] or '', rate = tonumber(G[4]) or 0,
-  burst = tonumber(G[5]) or 1, tat = tonumber(G[6]) or now, epoch = tonumber(G[7]) or 0, pp = G[8] or ''}
+  burst = tonumber(G[5]) or 1, tat = tonumber(G[6]) or now, epoch = tonumber(G[7]) or 0, pp = G[8] or '',
+  n = tonumber(G[9]) or 0}
 -- A pause of everything voided every endpoint's reservations: drop the debt.
 if e.ge ~= g.epoch then
   e.tat, e.ge, efull = math.min(e.tat, now), g.epoch, true
@@ -78,7 +122,7 @@ local function save_e()
   if efull then
     redis.call('HSET', KEYS[1], 'n', num(e.n), 'rate', num(e.rate), 'burst', num(e.burst), 'tat', num(e.tat),
       'epoch', num(e.epoch), 'pu', num(e.pu), 'pr', e.pr, 'pw', e.pw, 'cut', num(e.cut), 'lc', num(e.lc),
-      'ceil', num(e.ceil), 'src', e.src, 'ge', num(e.ge), 'ln', num(e.ln), 'pp', e.pp)
+      'ceil', num(e.ceil), 'src', e.src, 'ge', num(e.ge), 'ln', num(e.ln), 'pp', e.pp, 'lu', num(e.lu))
   else
     redis.call('HSET', KEYS[1], 'tat', num(e.tat))
   end
@@ -86,19 +130,23 @@ local function save_e()
 end
 local function save_g()
   redis.call('HSET', KEYS[2], 'pu', num(g.pu), 'pr', g.pr, 'pw', g.pw, 'pp', g.pp, 'rate', num(g.rate),
-    'burst', num(g.burst), 'tat', num(g.tat), 'epoch', num(g.epoch))
+    'burst', num(g.burst), 'tat', num(g.tat), 'epoch', num(g.epoch), 'n', num(g.n))
   redis.call('PEXPIRE', KEYS[2], ttl(math.max(g.pu, g.tat)))
 end
 local function inflight(key)
   redis.call('ZREMRANGEBYSCORE', key, '-inf', nowms)
   return redis.call('ZCARD', key)
 end
--- gcra reserves one request: how long it must wait, and the new tat.
-local function gcra(tat, rate, burst)
-  if rate <= 0 then return 0, tat end
-  local T = 1000000 / rate
-  local at = math.max(tat, now)
-  return math.max(0, at - (burst - 1) * T - now), at + T
+-- nextturn is when a bucket's next turn may be taken, at the earliest now.
+local function nextturn(tat, rate, burst)
+  if rate <= 0 then return now end
+  return math.max(now, tat - (burst - 1) * 1000000 / rate)
+end
+-- book takes a bucket's turn at at, no earlier than its nextturn: the
+-- new tat.
+local function book(tat, rate, at)
+  if rate <= 0 then return tat end
+  return math.max(tat, at) + 1000000 / rate
 end
 -- spend drops tokens the server says are not there: at most left remain.
 local function spend(tat, rate, burst, left)
@@ -110,11 +158,12 @@ local function spend(tat, rate, burst, left)
   return tat
 end
 -- reply: for a pause, its RateLimit-Reason, cause, policy and scope ('a':
--- every endpoint); for a pace, its policy and the requests queued ahead.
-local function reply(code, wait, reason, cause, policy, scope, queued, fleet)
+-- every endpoint); for a pace, its policy and the requests queued ahead;
+-- for a reservation, its turn (see 'back').
+local function reply(code, wait, reason, cause, policy, scope, queued, fleet, turn)
   return {code, math.floor(wait), reason, cause, scope, num(e.epoch) .. ':' .. num(g.epoch),
     num(e.n), num(e.rate), e.burst, e.cut, e.ln, inflight(KEYS[3]), num(g.rate), g.burst, inflight(KEYS[4]), fleet,
-    policy, queued}
+    policy, queued, turn or '', num(g.n)}
 end
 `
 
@@ -132,13 +181,14 @@ if member == '1' then
   fleet = redis.call('ZCARD', KEYS[5])
 end
 
--- A cut rate recovers by a twentieth every 10 seconds, up to what it was.
-if e.cut == 1 and now - e.lc >= 10000000 then
+-- A cut rate recovers by a twentieth every 10 seconds since the last cut
+-- or step up, up to what it was.
+if e.cut == 1 and now - math.max(e.lc, e.lu) >= 10000000 then
   local r = e.rate * 1.05
   if e.ceil > 0 and r >= e.ceil then
     r, e.cut = e.ceil, 0
   end
-  e.rate, e.burst, e.lc, efull = r, pburst(r), now, true
+  e.rate, e.burst, e.lu, efull = r, pburst(r), now, true
 end
 
 local pu, pr, pw, pp, scope = e.pu, e.pr, e.pw, e.pp, 'e'
@@ -161,26 +211,35 @@ if mode == 'c' and expect == num(e.epoch) .. ':' .. num(g.epoch) then
   return reply(0, 0, '', '', '', '', 0, fleet)
 end
 
-local we, te = gcra(e.tat, e.rate, e.burst)
-local wg, tg = gcra(g.tat, g.rate, g.burst)
-local wait = math.max(we, wg)
+-- The request goes at the later of the two buckets' next turns, and
+-- takes its turn on both then: a request the endpoint holds back must not
+-- spend Data Center's turn early, for another to take it again.
+local at = math.max(nextturn(e.tat, e.rate, e.burst), nextturn(g.tat, g.rate, g.burst))
+local wait = at - now
+local te, tg = book(e.tat, e.rate, at), book(g.tat, g.rate, at)
+local queued = 0
+if e.rate > 0 then queued = math.max(0, math.floor((e.tat - now) * e.rate / 1000000 + 0.5) - e.burst) end
 if wait > budget then
   save_e()
-  local queued = 0
-  if e.rate > 0 then queued = math.max(0, math.floor((e.tat - now) * e.rate / 1000000 + 0.5) - e.burst) end
   return reply(4, wait, '', '', e.src, '', queued, fleet)
 end
+-- The turn: each bucket's tat before and after booking, for giving it
+-- back ('' for a bucket not paced).
+local turn = num(e.tat) .. ':' .. num(te) .. ':'
 e.tat = te
 if g.rate > 0 then
+  turn = turn .. num(g.tat) .. ':' .. num(tg)
   g.tat = tg
   save_g()
+else
+  turn = turn .. ':'
 end
 save_e()
 if wait <= 0 then
   admit()
   return reply(0, 0, '', '', '', '', 0, fleet)
 end
-return reply(1, wait, '', '', '', '', 0, fleet)
+return reply(1, wait, '', '', e.src, '', queued, fleet, turn)
 `)
 
 // learnScript applies what answers said. More ARGV: the number of ops,
@@ -216,27 +275,42 @@ for i = 1, nops do
     local tat = spend(e.tat, e.rate, e.burst, left)
     if tat ~= e.tat then e.tat, edirty = tat, true end
   elseif k == 'cut' then
+    -- A 429 that announced no limit: the pace for what the site served in
+    -- the second before it (its limit, most likely), never above 90 % of
+    -- the pace it had (a the pace taken when there was none, b the
+    -- slowest); one cut a second.
     if now - e.lc >= 1000000 then
       local cur = e.rate
-      if cur <= 0 then cur = 100 end
-      local r = math.max(cur * 0.9, 1 / 60)
+      if cur <= 0 then cur = a end
+      local r = cur * 0.9
+      local n = served(KEYS[1])
+      if n > 0 then r = math.min(r, prate(n)) end
+      r = math.max(r, b)
       if e.cut == 0 then e.ceil = e.rate end
       e.rate, e.burst, e.lc, e.cut = r, pburst(r), now, 1
       e.epoch, e.tat, edirty = e.epoch + 1, math.min(e.tat, now), true
     end
   elseif k == 'grate' then
-    if g.rate ~= a or g.burst ~= b then
-      if g.rate <= 0 then g.tat = now + (b - 1) * 1000000 / a end
-      g.rate, g.burst, gdirty = a, b, true
+    -- Data Center's bucket: a its fill, b and c its pace and burst. Coming
+    -- from no pace, what was sent already counts: one token.
+    if g.n ~= a or g.rate ~= b or g.burst ~= c then
+      if g.rate <= 0 then g.tat = now + (c - 1) * 1000000 / b end
+      g.n, g.rate, g.burst, gdirty = a, b, c, true
     end
   elseif k == 'gspend' then
     local left = a - inflight(KEYS[4])
     local tat = spend(g.tat, g.rate, g.burst, left)
     if tat ~= g.tat then g.tat, gdirty = tat, true end
   elseif k == 'back' then
-    -- A reservation given up: its slot goes back, unless it is void.
-    if s1 == num(e.epoch) .. ':' .. num(g.epoch) and e.rate > 0 then
-      e.tat, edirty = math.max(now, e.tat - 1000000 / e.rate), true
+    -- A reservation given up (s1 its epoch, s2 its turn): each bucket's
+    -- turn goes back when it is the last one booked, the tail of the
+    -- schedule, which restores tat exactly; one with turns booked after
+    -- it is left as a gap (one turn lost, on the safe side), as the
+    -- governor's pacer does. A void reservation gives nothing back.
+    local eb, ea, gb, ga = string.match(s2, '^([^:]*):([^:]*):([^:]*):([^:]*)$')
+    if s1 == num(e.epoch) .. ':' .. num(g.epoch) and ea then
+      if ea ~= '' and num(e.tat) == ea then e.tat, edirty = tonumber(eb), true end
+      if ga ~= '' and num(g.tat) == ga then g.tat, gdirty = tonumber(gb), true end
     end
   end
 end
@@ -268,6 +342,7 @@ type reply struct {
 	global bool   // the pause holds every endpoint
 	queued int    // requests queued ahead of a refused one
 	epoch  string
+	turn   string // a reservation's turn, to give it back (see learnScript's 'back')
 	st     state
 }
 
@@ -281,7 +356,8 @@ type state struct {
 	learned  bool // the limit came from an answer
 	inflight int  // the site's requests to it in flight
 
-	globalRate     float64 // Data Center's bucket; 0: none
+	globalLimit    float64 // Data Center's bucket's fill, requests a second; 0: none
+	globalRate     float64 // its pace; 0: none
 	globalBurst    int
 	globalInflight int
 	fleet          int // processes that reserved in the last 10 s; -1: not asked
@@ -291,7 +367,7 @@ var errReply = errors.New("redislimiter: unexpected script reply")
 
 func parseReply(v any) (reply, error) {
 	a, ok := v.([]any)
-	if !ok || len(a) != 18 {
+	if !ok || len(a) != 20 {
 		return reply{}, fmt.Errorf("%w: %T of %d", errReply, v, len(a))
 	}
 	var r reply
@@ -320,10 +396,10 @@ func parseReply(v any) (reply, error) {
 	r.code = i(0)
 	r.wait = limits.BoundWait(time.Duration(i(1)) * time.Microsecond)
 	r.reason, r.cause, r.global, r.epoch = s(2), s(3), s(4) == "a", s(5)
-	r.policy, r.queued = s(16), i(17)
+	r.policy, r.queued, r.turn = s(16), i(17), s(18)
 	r.st = state{
 		known: true, limit: f(6), rate: f(7), burst: i(8), cut: i(9) == 1, learned: i(10) == 1, inflight: i(11),
-		globalRate: f(12), globalBurst: i(13), globalInflight: i(14), fleet: i(15),
+		globalLimit: f(19), globalRate: f(12), globalBurst: i(13), globalInflight: i(14), fleet: i(15),
 	}
 	return r, err
 }
