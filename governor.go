@@ -494,11 +494,7 @@ func (g *governor) learn(b *bucket, rl RateLimit, inflight int, now time.Time) (
 		// Data Center: one bucket for all of this user's requests, of
 		// Limit tokens refilled at FillRate every Interval. Paced with the
 		// same margin as a burst limit, a request short of it.
-		fill := limits.BoundRate(float64(rl.FillRate) / rl.Interval.Seconds())
-		r, burst := limits.PaceRate(fill), limits.PaceBurst(fill)
-		if rl.Limit > 0 {
-			burst = max(1, min(burst, rl.Limit-1))
-		}
+		_, r, burst := limits.DataCenterPace(rl.FillRate, rl.Interval, rl.Limit)
 		g.global.mu.Lock()
 		same := g.global.rate == r && g.global.burst == burst
 		g.global.mu.Unlock()
